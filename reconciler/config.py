@@ -1,0 +1,335 @@
+"""Settings: one pydantic-settings object over a TOML file plus environment.
+
+Precedence, highest first: environment variables ``RECONCILER_<SECTION>__<KEY>``,
+then the TOML file (``--config``, else ``$RECONCILER_CONFIG``, else
+``/etc/reconciler/config.toml``), then the defaults below.  Secrets are
+``SecretStr`` and can come from the key itself, from a ``*_file`` key, or from a
+systemd credential in ``$CREDENTIALS_DIRECTORY``.
+
+Read commands only need ``[ledger] path`` and must start fast, so
+:func:`ledger_path` resolves that one key with ``tomllib`` alone; everything
+else goes through :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from reconciler.errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/reconciler/config.toml")
+DEFAULT_LEDGER = Path("/var/lib/reconciler/ledger.sqlite3")
+ENV_PREFIX = "RECONCILER_"
+PRODUCTION_WSDL = "https://solucionfactible.com/ws/services/Cancelacion?wsdl"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LedgerSettings(_Section):
+    path: Path = DEFAULT_LEDGER
+
+
+class ProviderSettings(_Section):
+    wsdl: str = PRODUCTION_WSDL
+    port: str = "CancelacionHttpsSoap11Endpoint"
+    endpoint: str | None = None
+    usuario: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    notify_email: str | None = None
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_concurrency: int = Field(default=16, ge=1, le=256)
+
+    @field_validator("notify_email")
+    @classmethod
+    def _email_shape(cls, v: str | None) -> str | None:
+        if v is not None and ("@" not in v or v.startswith("@") or v.endswith("@") or " " in v):
+            raise ValueError(f"not an email address: {v!r}")
+        return v
+
+
+class IssuerSettings(_Section):
+    rfc: str
+    csd_cer: Path | None = None
+    csd_key: Path | None = None
+    csd_password: SecretStr | None = None
+    csd_password_file: Path | None = None
+
+    @field_validator("rfc")
+    @classmethod
+    def _rfc(cls, v: str) -> str:
+        from reconciler.validation import parse_rfc
+
+        return parse_rfc(v)
+
+
+class TrustSettings(_Section):
+    allowed_senders: list[str] = ["*@solucionfactible.com"]
+    authserv_id: str | None = None
+    verify_dkim: bool = False
+    confirm_with_status: bool = True
+
+
+class MailboxSettings(_Section):
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] = "tls"
+    ca_file: Path | None = None
+    username: str | None = None
+    auth: Literal["password", "xoauth2"] = "password"
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    oauth2_token_file: Path | None = None
+    oauth2_token_command: str | None = None
+    folder: str = "INBOX"
+    processed_folder: str | None = None
+    idle: bool = True
+    poll_interval_s: float = Field(default=60.0, gt=0)
+    batch_size: int = Field(default=500, ge=1, le=5000)
+    timeout_s: float = Field(default=60.0, gt=0)
+    trust: TrustSettings = TrustSettings()
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 993 if self.security == "tls" else 143
+
+
+class ScheduleSettings(_Section):
+    retry_base_s: float = Field(default=30.0, gt=0)
+    retry_max_s: float = Field(default=3600.0, gt=0)
+    status_check_after_s: float = Field(default=1800.0, gt=0)
+    stale_after_s: float = Field(default=259200.0, gt=0)
+    submit_interval_s: float = Field(default=5.0, gt=0)
+    chase_interval_s: float = Field(default=60.0, gt=0)
+
+
+class MetricsSettings(_Section):
+    listen: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything reconciler reads at start; secrets never appear in its repr."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    ledger: LedgerSettings = LedgerSettings()
+    provider: ProviderSettings = ProviderSettings()
+    issuers: list[IssuerSettings] = []
+    mailbox: MailboxSettings = MailboxSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+    # -- derived values -------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the ledger lives; caches (the WSDL) go next to it."""
+        return self.ledger.path.parent
+
+    def issuer(self, rfc: str) -> IssuerSettings | None:
+        for issuer in self.issuers:
+            if issuer.rfc == rfc.upper():
+                return issuer
+        return None
+
+    def provider_password(self) -> SecretStr:
+        return _secret(self.provider.password, self.provider.password_file, "provider.password", "provider_password")
+
+    def mailbox_password(self) -> SecretStr:
+        return _secret(self.mailbox.password, self.mailbox.password_file, "mailbox.password", "mailbox_password")
+
+    def csd_password(self, issuer: IssuerSettings) -> SecretStr | None:
+        """The CSD key's password, or None when the issuer has no CSD configured."""
+        if issuer.csd_key is None and issuer.csd_cer is None:
+            return None
+        return _secret(
+            issuer.csd_password,
+            issuer.csd_password_file,
+            f"issuers[{issuer.rfc}].csd_password",
+            f"csd_password_{issuer.rfc}",
+        )
+
+    def require_provider(self) -> None:
+        """Fail with one line naming the first provider key a submission needs and lacks."""
+        if not self.provider.usuario:
+            raise ConfigError("provider.usuario: missing (the user name of the provider's dashboard)")
+        self.provider_password()
+        if not self.provider.notify_email:
+            raise ConfigError(
+                "provider.notify_email: missing (the mailbox the provider notifies; without it nothing can be reconciled)"
+            )
+        for issuer in self.issuers:
+            if (issuer.csd_cer is None) != (issuer.csd_key is None):
+                raise ConfigError(f"issuers[{issuer.rfc}]: csd_cer and csd_key go together; set both or neither")
+            for key in ("csd_cer", "csd_key"):
+                path = getattr(issuer, key)
+                if path is not None and not path.is_file():
+                    raise ConfigError(f"issuers[{issuer.rfc}].{key}: file not found: {path}")
+            self.csd_password(issuer)
+
+    def require_mailbox(self) -> None:
+        """Fail with one line naming the first mailbox key the watcher needs and lacks."""
+        if not self.mailbox.host:
+            raise ConfigError("mailbox.host: missing (the IMAP server to watch)")
+        if not self.mailbox.username:
+            raise ConfigError("mailbox.username: missing")
+        if self.mailbox.auth == "password":
+            self.mailbox_password()
+        elif not (self.mailbox.oauth2_token_file or self.mailbox.oauth2_token_command or _credential("mailbox_oauth2_token")):
+            raise ConfigError(
+                "mailbox.oauth2_token_file: missing (xoauth2 needs oauth2_token_file, oauth2_token_command "
+                "or the credential mailbox_oauth2_token)"
+            )
+        if self.mailbox.ca_file is not None and not self.mailbox.ca_file.is_file():
+            raise ConfigError(f"mailbox.ca_file: file not found: {self.mailbox.ca_file}")
+
+
+def _credential(name: str) -> Path | None:
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = Path(directory) / name
+    return path if path.is_file() else None
+
+
+def read_secret_file(path: Path, key: str) -> SecretStr:
+    """Read a secret from a file, stripping one trailing newline; the error names the key, never the content."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{key}: {path} is not UTF-8 text") from e
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise ConfigError(f"{key}: {path} is empty")
+    return SecretStr(text)
+
+
+def _secret(value: SecretStr | None, file: Path | None, key: str, credential: str) -> SecretStr:
+    if value is not None and value.get_secret_value():
+        return value
+    if file is not None:
+        return read_secret_file(file, f"{key}_file")
+    cred = _credential(credential)
+    if cred is not None:
+        return read_secret_file(cred, f"credential {credential}")
+    raise ConfigError(f"{key}: missing (set {key.rsplit('.', 1)[-1]}, {key.rsplit('.', 1)[-1]}_file, or the systemd credential {credential})")
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """The config file to read and whether it was asked for explicitly (then it must exist)."""
+    if explicit:
+        return Path(explicit), True
+    env = os.environ.get("RECONCILER_CONFIG")
+    if env:
+        return Path(env), True
+    return DEFAULT_CONFIG, False
+
+
+def read_toml(path: Path, required: bool) -> dict[str, Any]:
+    """The parsed TOML file, ``{}`` when an implicit default file is absent."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as e:
+        if required:
+            raise ConfigError(f"config file {path}: not found") from e
+        return {}
+    except PermissionError as e:
+        raise ConfigError(f"config file {path}: permission denied") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"config file {path}: is a directory") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path}: invalid TOML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path}: not UTF-8 text") from e
+
+
+def _env_value(dotted: str) -> str | None:
+    wanted = ENV_PREFIX + dotted.replace(".", "__").upper()
+    for name, value in os.environ.items():
+        if name.upper() == wanted:
+            return value
+    return None
+
+
+def ledger_path(explicit_config: str | os.PathLike[str] | None = None) -> Path:
+    """``[ledger] path`` alone, without importing pydantic (read commands start fast).
+
+    Same precedence as :func:`load_settings`: environment, TOML file, default.
+    """
+    env = _env_value("ledger.path")
+    if env:
+        return Path(env)
+    path, required = config_path(explicit_config)
+    data = read_toml(path, required)
+    section = data.get("ledger", {})
+    if not isinstance(section, dict):
+        raise ConfigError("ledger: must be a table ([ledger])")
+    value = section.get("path", DEFAULT_LEDGER)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"ledger.path: must be a non-empty string, got {value!r}")
+    return Path(value)
+
+
+def _describe(error: PydanticValidationError) -> str:
+    first = error.errors()[0]
+    loc = first.get("loc", ())
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    key = ".".join(parts) or "config"
+    msg = first.get("msg", "invalid")
+    if first.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    elif "input" in first and not any("password" in p or "token" in p for p in parts):
+        given = first["input"]
+        if isinstance(given, str | int | float | bool):
+            msg = f"{msg} (got {given!r})"
+    more = len(error.errors()) - 1
+    return f"{key}: {msg}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def load_settings(explicit_config: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate the whole configuration once; raise ConfigError naming the bad key."""
+    path, required = config_path(explicit_config)
+    data = read_toml(path, required)
+    try:
+        return Settings(**data)
+    except PydanticValidationError as e:
+        # Not chained: pydantic's error carries the raw input, which may be a secret.
+        raise ConfigError(_describe(e)) from None
+    except ValueError as e:  # pydantic-settings raises plain ValueError for unparsable env JSON
+        raise ConfigError(f"environment: {e}") from None

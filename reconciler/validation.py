@@ -1,0 +1,104 @@
+"""Validation of everything a user types or imports: pure, no I/O.
+
+Each parser returns the canonical value or raises ValidationError with a
+message naming the field and the offending value.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as _uuid
+from dataclasses import dataclass
+
+from reconciler.errors import ValidationError
+
+MOTIVOS: dict[str, str] = {
+    "01": "issued with errors, with a replacing invoice",
+    "02": "issued with errors, without a replacing invoice",
+    "03": "the operation did not take place",
+    "04": "nominative operation related to a global invoice",
+}
+
+# SAT RFC: 3 letters (moral person) or 4 (physical person), the date YYMMDD, a 3-character homoclave.
+_RFC = re.compile(r"[A-ZÑ&]{3,4}[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[A-Z0-9]{2}[0-9A]")
+_UUID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "...'"
+
+
+def parse_uuid(value: str, field: str = "uuid") -> str:
+    """A CFDI folio fiscal: 36 characters, hex and dashes, any case; returned upper-case.
+
+    Braces (``{...}``) and surrounding whitespace are accepted, as mail headers and
+    spreadsheets produce them.
+    """
+    if not isinstance(value, str):
+        raise ValidationError(f"{field}: not a UUID: {_show(value)}")
+    text = value.strip()
+    if text.startswith("{") and text.endswith("}"):
+        text = text[1:-1].strip()
+    text = text.upper()
+    if not _UUID.fullmatch(text):
+        raise ValidationError(f"{field}: not a UUID: {_show(value)}")
+    return str(_uuid.UUID(text)).upper()
+
+
+def parse_rfc(value: str, field: str = "rfc") -> str:
+    """An issuer's RFC: 12 characters (company) or 13 (person), SAT pattern; returned upper-case."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field}: not an RFC: {_show(value)}")
+    text = value.strip().upper()
+    if len(text) not in (12, 13):
+        raise ValidationError(f"{field}: an RFC has 12 or 13 characters, got {len(text)}: {_show(value)}")
+    if not _RFC.fullmatch(text):
+        raise ValidationError(f"{field}: not a valid RFC: {_show(value)}")
+    return text
+
+
+def parse_motivo(value: str | None, field: str = "motivo") -> str:
+    """The SAT cancellation reason ``01``-``04``; empty means ``02``; ``1`` means ``01``."""
+    if value is None or not str(value).strip():
+        return "02"
+    text = str(value).strip()
+    if text.isdigit() and len(text) <= 2:
+        text = text.zfill(2)
+    if text not in MOTIVOS:
+        raise ValidationError(f"{field}: must be one of 01, 02, 03, 04, got {_show(value)}")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A validated cancellation request, ready for the ledger."""
+
+    uuid: str
+    rfc_emisor: str
+    motivo: str
+    folio_sustitucion: str | None
+
+    @property
+    def provider_uuid_field(self) -> str:
+        """The ``uuid`` field as the 2022 procedure wants it: ``UUID|motivo|folioSustitucion``."""
+        return f"{self.uuid}|{self.motivo}|{self.folio_sustitucion or ''}"
+
+
+def job_spec(uuid: str, rfc: str, motivo: str | None = None, folio_sustitucion: str | None = None) -> JobSpec:
+    """Validate one job; folio_sustitucion is required for motivo 01 and refused otherwise."""
+    u = parse_uuid(uuid)
+    r = parse_rfc(rfc)
+    m = parse_motivo(motivo)
+    folio = folio_sustitucion.strip() if folio_sustitucion else ""
+    if m == "01":
+        if not folio:
+            raise ValidationError("folio_sustitucion: required with motivo 01 (the replacing invoice's UUID)")
+        f: str | None = parse_uuid(folio, "folio_sustitucion")
+        if f == u:
+            raise ValidationError(f"folio_sustitucion: must differ from the cancelled uuid {u}")
+    else:
+        if folio:
+            raise ValidationError(f"folio_sustitucion: only allowed with motivo 01, got {_show(folio)} with motivo {m}")
+        f = None
+    return JobSpec(u, r, m, f)
