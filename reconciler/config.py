@@ -7,26 +7,23 @@ then the TOML file (``--config``, else ``$RECONCILER_CONFIG``, else
 systemd credential in ``$CREDENTIALS_DIRECTORY``.
 
 Read commands only need ``[ledger] path`` and must start fast, so
-:func:`ledger_path` resolves that one key with ``tomllib`` alone; everything
-else goes through :func:`load_settings`.
+:func:`reconciler.configfile.ledger_path` resolves that one key with
+``tomllib`` alone; everything else goes through :func:`load_settings`.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from reconciler.configfile import DEFAULT_LEDGER, ENV_PREFIX, config_path, read_toml
 from reconciler.errors import ConfigError
 
-DEFAULT_CONFIG = Path("/etc/reconciler/config.toml")
-DEFAULT_LEDGER = Path("/var/lib/reconciler/ledger.sqlite3")
-ENV_PREFIX = "RECONCILER_"
 PRODUCTION_WSDL = "https://solucionfactible.com/ws/services/Cancelacion?wsdl"
 
 
@@ -184,7 +181,8 @@ class Settings(BaseSettings):
         self.provider_password()
         if not self.provider.notify_email:
             raise ConfigError(
-                "provider.notify_email: missing (the mailbox the provider notifies; without it nothing can be reconciled)"
+                "provider.notify_email: missing (the mailbox the provider notifies; "
+                "without it nothing can be reconciled)"
             )
         for issuer in self.issuers:
             if (issuer.csd_cer is None) != (issuer.csd_key is None):
@@ -203,7 +201,9 @@ class Settings(BaseSettings):
             raise ConfigError("mailbox.username: missing")
         if self.mailbox.auth == "password":
             self.mailbox_password()
-        elif not (self.mailbox.oauth2_token_file or self.mailbox.oauth2_token_command or _credential("mailbox_oauth2_token")):
+        elif not (
+            self.mailbox.oauth2_token_file or self.mailbox.oauth2_token_command or _credential("mailbox_oauth2_token")
+        ):
             raise ConfigError(
                 "mailbox.oauth2_token_file: missing (xoauth2 needs oauth2_token_file, oauth2_token_command "
                 "or the credential mailbox_oauth2_token)"
@@ -242,63 +242,8 @@ def _secret(value: SecretStr | None, file: Path | None, key: str, credential: st
     cred = _credential(credential)
     if cred is not None:
         return read_secret_file(cred, f"credential {credential}")
-    raise ConfigError(f"{key}: missing (set {key.rsplit('.', 1)[-1]}, {key.rsplit('.', 1)[-1]}_file, or the systemd credential {credential})")
-
-
-def config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
-    """The config file to read and whether it was asked for explicitly (then it must exist)."""
-    if explicit:
-        return Path(explicit), True
-    env = os.environ.get("RECONCILER_CONFIG")
-    if env:
-        return Path(env), True
-    return DEFAULT_CONFIG, False
-
-
-def read_toml(path: Path, required: bool) -> dict[str, Any]:
-    """The parsed TOML file, ``{}`` when an implicit default file is absent."""
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError as e:
-        if required:
-            raise ConfigError(f"config file {path}: not found") from e
-        return {}
-    except PermissionError as e:
-        raise ConfigError(f"config file {path}: permission denied") from e
-    except IsADirectoryError as e:
-        raise ConfigError(f"config file {path}: is a directory") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path}: invalid TOML: {e}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {path}: not UTF-8 text") from e
-
-
-def _env_value(dotted: str) -> str | None:
-    wanted = ENV_PREFIX + dotted.replace(".", "__").upper()
-    for name, value in os.environ.items():
-        if name.upper() == wanted:
-            return value
-    return None
-
-
-def ledger_path(explicit_config: str | os.PathLike[str] | None = None) -> Path:
-    """``[ledger] path`` alone, without importing pydantic (read commands start fast).
-
-    Same precedence as :func:`load_settings`: environment, TOML file, default.
-    """
-    env = _env_value("ledger.path")
-    if env:
-        return Path(env)
-    path, required = config_path(explicit_config)
-    data = read_toml(path, required)
-    section = data.get("ledger", {})
-    if not isinstance(section, dict):
-        raise ConfigError("ledger: must be a table ([ledger])")
-    value = section.get("path", DEFAULT_LEDGER)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"ledger.path: must be a non-empty string, got {value!r}")
-    return Path(value)
+    name = key.rsplit(".", 1)[-1]
+    raise ConfigError(f"{key}: missing (set {name}, {name}_file, or the systemd credential {credential})")
 
 
 def _describe(error: PydanticValidationError) -> str:

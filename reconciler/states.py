@@ -29,6 +29,7 @@ class Trigger(StrEnum):
     CONFIRMED_OK = "confirmed_ok"  # trusted OK (confirmed by the status call when configured)
     CONFIRMED_ERROR = "confirmed_error"  # trusted ERROR notification
     LOST = "lost"  # status call says 702: the provider has no transaction, submit again
+    NOTIFIED = "notified"  # a trusted OK claim arrived before our record of the acceptance
 
 
 TERMINAL: frozenset[State] = frozenset({State.OK, State.ERROR, State.REJECTED})
@@ -44,6 +45,8 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (State.SUBMITTING, Trigger.RETRY): State.QUEUED,
     (State.SUBMITTING, Trigger.RECOVER): State.QUEUED,
     (State.AWAITING, Trigger.LOST): State.QUEUED,
+    (State.QUEUED, Trigger.NOTIFIED): State.AWAITING,
+    (State.SUBMITTING, Trigger.NOTIFIED): State.AWAITING,
     **{(s, Trigger.CONFIRMED_OK): State.OK for s in _OUTCOME_FROM},
     **{(s, Trigger.CONFIRMED_ERROR): State.ERROR for s in _OUTCOME_FROM},
 }

@@ -1,0 +1,74 @@
+"""Locating and reading the config file, without pydantic.
+
+The read commands (``status``, ``summary``, ``check``...) need only
+``[ledger] path`` and must start in well under a second, so they use
+:func:`ledger_path` here instead of importing pydantic-settings.  The
+precedence is the same as :func:`reconciler.config.load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/reconciler/config.toml")
+DEFAULT_LEDGER = Path("/var/lib/reconciler/ledger.sqlite3")
+ENV_PREFIX = "RECONCILER_"
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """The config file to read and whether it was asked for explicitly (then it must exist)."""
+    if explicit:
+        return Path(explicit), True
+    env = os.environ.get("RECONCILER_CONFIG")
+    if env:
+        return Path(env), True
+    return DEFAULT_CONFIG, False
+
+
+def read_toml(path: Path, required: bool) -> dict[str, Any]:
+    """The parsed TOML file; ``{}`` when the implicit default file is absent."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as e:
+        if required:
+            raise ConfigError(f"config file {path}: not found") from e
+        return {}
+    except PermissionError as e:
+        raise ConfigError(f"config file {path}: permission denied") from e
+    except IsADirectoryError as e:
+        raise ConfigError(f"config file {path}: is a directory") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path}: invalid TOML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path}: not UTF-8 text") from e
+
+
+def env_value(dotted: str) -> str | None:
+    """The environment override of a dotted key (``ledger.path`` -> ``RECONCILER_LEDGER__PATH``)."""
+    wanted = ENV_PREFIX + dotted.replace(".", "__").upper()
+    for name, value in os.environ.items():
+        if name.upper() == wanted:
+            return value
+    return None
+
+
+def ledger_path(explicit_config: str | os.PathLike[str] | None = None) -> Path:
+    """``[ledger] path`` alone: environment, then the TOML file, then the default."""
+    path, required = config_path(explicit_config)
+    data = read_toml(path, required)
+    env = env_value("ledger.path")
+    if env:
+        return Path(env)
+    section = data.get("ledger", {})
+    if not isinstance(section, dict):
+        raise ConfigError("ledger: must be a table ([ledger])")
+    value = section.get("path", str(DEFAULT_LEDGER))
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"ledger.path: must be a non-empty string, got {value!r}")
+    return Path(value)

@@ -1,0 +1,608 @@
+"""The SQLite ledger: jobs, their append-only event log, mailbox checkpoints, health facts.
+
+One file, WAL, ``synchronous=FULL``, numbered migrations at open, created
+0600.  Every state change and its event are written in one transaction; the
+decisions themselves come from the pure modules :mod:`reconciler.states` and
+:mod:`reconciler.reconcile`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from reconciler.clock import iso
+from reconciler.errors import JobNotFoundError, LedgerError
+from reconciler.reconcile import Applied, JobView, SeenMessage, plan
+from reconciler.schema import MIGRATIONS
+from reconciler.states import TERMINAL, State, Step, Trigger, step
+from reconciler.validation import JobSpec
+
+__all__ = ["Applied", "Change", "Event", "Job", "Ledger", "SeenMessage"]
+
+_CHUNK = 500  # SQLite host parameters per IN (...) list
+_JOB_COLUMNS = (
+    "uuid, rfc_emisor, motivo, folio_sustitucion, state, code, message, attempts, next_attempt_at, "
+    "created_at, submitted_at, resolved_at, updated_at, claim, check_at, checks, overdue_at, acuse IS NOT NULL"
+)
+# Columns a Change may set; anything else is a programming error.
+_SETTABLE = frozenset(
+    {"code", "message", "next_attempt_at", "submitted_at", "check_at", "checks", "acuse", "claim", "overdue_at"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One cancellation job as stored."""
+
+    uuid: str
+    rfc_emisor: str
+    motivo: str
+    folio_sustitucion: str | None
+    state: State
+    code: int | None
+    message: str | None
+    attempts: int
+    next_attempt_at: str | None
+    created_at: str
+    submitted_at: str | None
+    resolved_at: str | None
+    updated_at: str
+    claim: str | None
+    check_at: str | None
+    checks: int
+    overdue_at: str | None
+    has_acuse: bool
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Job:
+        values = list(row)
+        values[4] = State(values[4])
+        values[17] = bool(values[17])
+        return cls(*values)
+
+    @property
+    def overdue(self) -> bool:
+        return self.overdue_at is not None and self.state not in TERMINAL
+
+    @property
+    def spec(self) -> JobSpec:
+        return JobSpec(self.uuid, self.rfc_emisor, self.motivo, self.folio_sustitucion)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The public JSON shape of a job (``status --json``, exports)."""
+        return {
+            "uuid": self.uuid,
+            "rfc_emisor": self.rfc_emisor,
+            "motivo": self.motivo,
+            "folio_sustitucion": self.folio_sustitucion,
+            "state": str(self.state),
+            "code": self.code,
+            "message": self.message,
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+            "submitted_at": self.submitted_at,
+            "resolved_at": self.resolved_at,
+            "overdue": self.overdue,
+            "next_attempt_at": self.next_attempt_at,
+            "has_acuse": self.has_acuse,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: str
+    kind: str
+    source: str
+    detail: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "kind": self.kind, "source": self.source, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change to one job: fire ``trigger`` (or none), set columns if it applies, record events regardless.
+
+    With ``trigger=None`` the columns are set only while the job is in ``require``.
+    """
+
+    uuid: str
+    trigger: Trigger | None
+    source: str
+    set: Mapping[str, Any] = field(default_factory=dict)
+    events: Sequence[tuple[str, Mapping[str, Any]]] = ()
+    require: State | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    added: int
+    existing: list[str]
+
+
+def _dumps(detail: Mapping[str, Any]) -> str:
+    return json.dumps(detail, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _prepare_file(p: Path, create: bool) -> None:
+    """Create the ledger file 0600 (and its directory 0700) before SQLite opens it; tighten a loose mode."""
+    if not p.exists():
+        if not create:
+            raise LedgerError(f"ledger {p}: not found (check [ledger] path, or queue a job first)")
+        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with suppress(FileExistsError):
+            os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    elif p.stat().st_mode & 0o077 and p.stat().st_uid == os.geteuid():
+        os.chmod(p, 0o600)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into complete statements (triggers contain inner semicolons)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+class Ledger:
+    """The ledger file; open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> Ledger:
+        """Open (and migrate) the ledger; create it 0600, and its directory, when ``create``."""
+        p = Path(path)
+        try:
+            _prepare_file(p, create)
+            db = await aiosqlite.connect(p, isolation_level=None)
+        except OSError as e:
+            raise LedgerError(f"ledger {p}: {e.strerror or e}") from e
+        except sqlite3.Error as e:
+            raise LedgerError(f"ledger {p}: {e}") from e
+        ledger = cls(db, p)
+        try:
+            await db.execute("PRAGMA busy_timeout = 10000")
+            await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA synchronous = FULL")
+            await ledger._migrate()
+        except sqlite3.Error as e:
+            await db.close()
+            raise LedgerError(f"ledger {p}: {e}") from e
+        except BaseException:
+            await db.close()
+            raise
+        return ledger
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise LedgerError(
+                f"ledger {self.path}: schema version {version} is newer than this reconciler knows "
+                f"({len(MIGRATIONS)}); upgrade reconciler"
+            )
+        while version < len(MIGRATIONS):
+            async with self._tx() as db:
+                async with db.execute("PRAGMA user_version") as cur:
+                    row = await cur.fetchone()
+                version = int(row[0]) if row else 0
+                if version >= len(MIGRATIONS):  # another process migrated meanwhile
+                    break
+                for statement in _statements(MIGRATIONS[version]):
+                    await db.execute(statement)
+                version += 1
+                await db.execute(f"PRAGMA user_version = {version}")
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Ledger:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: no lock upgrade deadlocks between processes)."""
+        async with self._lock:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise LedgerError(f"ledger {self.path}: {e}") from e
+            try:
+                yield self._db
+                await self._db.execute("COMMIT")
+            except BaseException as e:
+                with suppress(sqlite3.Error):
+                    await self._db.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error):
+                    raise LedgerError(f"ledger {self.path}: {e}") from e
+                raise
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            async with self._db.execute(sql, params) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as e:
+            raise LedgerError(f"ledger {self.path}: {e}") from e
+
+    # -- jobs --------------------------------------------------------------
+
+    async def add_jobs(self, specs: Sequence[JobSpec], now: datetime, source: str) -> AddResult:
+        """Queue new jobs in one transaction; UUIDs already present are reported, not changed."""
+        at = iso(now)
+        async with self._tx() as db:
+            existing: set[str] = set()
+            for chunk in _chunks([s.uuid for s in specs]):
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(f"SELECT uuid FROM jobs WHERE uuid IN ({marks})", chunk) as cur:
+                    existing.update(r[0] for r in await cur.fetchall())
+            new = [s for s in specs if s.uuid not in existing]
+            await db.executemany(
+                "INSERT INTO jobs (uuid, rfc_emisor, motivo, folio_sustitucion, state, created_at, updated_at,"
+                " next_attempt_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                [(s.uuid, s.rfc_emisor, s.motivo, s.folio_sustitucion, at, at, at) for s in new],
+            )
+            await db.executemany(
+                "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, 'created', ?, ?)",
+                [(s.uuid, at, source, _dumps({"state": "queued", "motivo": s.motivo})) for s in new],
+            )
+        return AddResult(len(new), sorted(existing))
+
+    async def get_job(self, uuid: str) -> Job:
+        rows = await self._all(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE uuid = ?", (uuid,))
+        if not rows:
+            raise JobNotFoundError(f"job {uuid} is not in the ledger")
+        return Job.from_row(rows[0])
+
+    async def events(self, uuid: str | None) -> list[Event]:
+        sql = "SELECT at, kind, source, detail FROM events WHERE uuid {} ORDER BY id"
+        rows = await self._all(sql.format("IS NULL" if uuid is None else "= ?"), () if uuid is None else (uuid,))
+        return [Event(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    async def list_jobs(self, state: State | None = None, limit: int | None = None) -> list[Job]:
+        return [job async for job in self.iter_jobs(state=state, limit=limit)]
+
+    async def iter_jobs(
+        self, *, state: State | None = None, since: str | None = None, limit: int | None = None, chunk: int = 2000
+    ) -> AsyncIterator[Job]:
+        """Stream jobs in creation order, ``chunk`` rows at a time (keyset pagination, bounded memory).
+
+        ``since`` keeps the jobs changed at or after that ISO-8601 time.
+        """
+        after = ("", "")
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = chunk if remaining is None else min(chunk, remaining)
+            where = ["(created_at, uuid) > (?, ?)"]
+            params: list[Any] = [*after]
+            if state is not None:
+                where.append("state = ?")
+                params.append(str(state))
+            if since is not None:
+                where.append("updated_at >= ?")
+                params.append(since)
+            sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at, uuid LIMIT ?"
+            rows = await self._all(sql, [*params, size])
+            for row in rows:
+                yield Job.from_row(row)
+            if len(rows) < size:
+                return
+            after = (rows[-1][9], rows[-1][0])
+            if remaining is not None:
+                remaining -= len(rows)
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._all("SELECT state, count(*) FROM jobs GROUP BY state")
+        found = {r[0]: r[1] for r in rows}
+        return {str(s): found.get(str(s), 0) for s in State}
+
+    async def overdue_count(self) -> int:
+        rows = await self._all(
+            "SELECT count(*) FROM jobs WHERE overdue_at IS NOT NULL AND state NOT IN ('ok', 'error', 'rejected')"
+        )
+        return int(rows[0][0])
+
+    async def acuse(self, uuid: str) -> bytes | None:
+        rows = await self._all("SELECT acuse FROM jobs WHERE uuid = ?", (uuid,))
+        if not rows:
+            raise JobNotFoundError(f"job {uuid} is not in the ledger")
+        value = rows[0][0]
+        return bytes(value) if value is not None else None
+
+    async def event_count(self, kind: str, since: str | None = None) -> int:
+        """How many events of ``kind`` (recorded at or after ``since`` when given)."""
+        rows = await self._all("SELECT count(*) FROM events WHERE kind = ? AND at >= ?", (kind, since or ""))
+        return int(rows[0][0])
+
+    # -- transitions -------------------------------------------------------
+
+    async def apply(self, changes: Sequence[Change], now: datetime) -> list[Step]:
+        """Apply changes in order, all in one transaction; returns what each did."""
+        at = iso(now)
+        results: list[Step] = []
+        async with self._tx() as db:
+            states: dict[str, State] = {}
+            uuids = sorted({c.uuid for c in changes})
+            for chunk in _chunks(uuids):
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(f"SELECT uuid, state FROM jobs WHERE uuid IN ({marks})", chunk) as cur:
+                    states.update((r[0], State(r[1])) for r in await cur.fetchall())
+            events: list[tuple[str, str, str, str, str]] = []
+            for change in changes:
+                current = states.get(change.uuid)
+                if current is None:
+                    raise JobNotFoundError(f"job {change.uuid} is not in the ledger")
+                events.extend((change.uuid, at, kind, change.source, _dumps(d)) for kind, d in change.events)
+                result, applies = self._step(change, current)
+                results.append(result)
+                if not applies:
+                    if change.trigger is not None:
+                        detail = {"trigger": str(change.trigger), "state": str(current), "reason": result.reason}
+                        kind = "conflict" if result.conflict else "ignored"
+                        events.append((change.uuid, at, kind, change.source, _dumps(detail)))
+                    continue
+                new = result.new or current
+                columns = dict(change.set)
+                unknown = set(columns) - _SETTABLE
+                if unknown:
+                    raise ValueError(f"Change.set: unknown columns {sorted(unknown)}")
+                columns["state"] = str(new)
+                columns["updated_at"] = at
+                if new in TERMINAL and new != current:
+                    columns["resolved_at"] = at
+                assignments = ", ".join(f"{k} = ?" for k in columns)
+                await db.execute(
+                    f"UPDATE jobs SET {assignments} WHERE uuid = ?",
+                    [*columns.values(), change.uuid],
+                )
+                if result.new is not None:
+                    states[change.uuid] = new
+                    detail = {"from": str(current), "to": str(new), "trigger": str(change.trigger)}
+                    events.append((change.uuid, at, "transition", change.source, _dumps(detail)))
+            await db.executemany("INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, ?, ?, ?)", events)
+        return results
+
+    @staticmethod
+    def _step(change: Change, current: State) -> tuple[Step, bool]:
+        """The state machine's answer and whether the change's columns are written."""
+        if change.trigger is not None:
+            result = step(current, change.trigger)
+            return result, result.new is not None
+        if change.require is None or change.require == current:
+            return Step(None, reason="columns set"), True
+        return Step(None, reason=f"job is {current}, not {change.require}"), False
+
+    async def record_event(
+        self, uuid: str | None, kind: str, source: str, detail: Mapping[str, Any], now: datetime
+    ) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, ?, ?, ?)",
+                (uuid, iso(now), kind, source, _dumps(detail)),
+            )
+
+    async def claim_due(self, now: datetime, limit: int) -> list[Job]:
+        """Move up to ``limit`` due queued jobs to ``submitting`` (committed before any request leaves)."""
+        at = iso(now)
+        async with self._tx() as db:
+            async with db.execute(
+                "SELECT uuid FROM jobs WHERE state = 'queued' AND next_attempt_at <= ? "
+                "ORDER BY next_attempt_at, created_at LIMIT ?",
+                (at, limit),
+            ) as cur:
+                uuids = [r[0] for r in await cur.fetchall()]
+            if not uuids:
+                return []
+            await db.executemany(
+                "UPDATE jobs SET state = 'submitting', attempts = attempts + 1, updated_at = ? WHERE uuid = ?",
+                [(at, u) for u in uuids],
+            )
+            detail = _dumps({"from": "queued", "to": "submitting", "trigger": "claim"})
+            await db.executemany(
+                "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, 'transition', 'submitter', ?)",
+                [(u, at, detail) for u in uuids],
+            )
+            jobs: list[Job] = []
+            for chunk in _chunks(uuids):
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE uuid IN ({marks})", chunk) as cur:
+                    jobs.extend(Job.from_row(r) for r in await cur.fetchall())
+        order = {u: i for i, u in enumerate(uuids)}
+        return sorted(jobs, key=lambda j: order[j.uuid])
+
+    async def uuids_in(self, state: State) -> list[str]:
+        return [r[0] for r in await self._all("SELECT uuid FROM jobs WHERE state = ?", (str(state),))]
+
+    async def due_checks(self, now: datetime, limit: int, *, claimed: bool) -> list[Job]:
+        """Awaiting jobs whose status call is due: claimed OKs (confirmer) or silent ones (chaser)."""
+        cond = "claim IS NOT NULL" if claimed else "claim IS NULL"
+        rows = await self._all(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'awaiting' AND check_at <= ? AND {cond} "
+            "ORDER BY check_at LIMIT ?",
+            (iso(now), limit),
+        )
+        return [Job.from_row(r) for r in rows]
+
+    async def mark_overdue(self, now: datetime, created_before: str) -> int:
+        """Flag unresolved jobs created before ``created_before`` as overdue (once each)."""
+        at = iso(now)
+        async with self._tx() as db:
+            async with db.execute(
+                "UPDATE jobs SET overdue_at = ? WHERE overdue_at IS NULL AND state NOT IN ('ok', 'error', 'rejected')"
+                " AND created_at <= ? RETURNING uuid",
+                (at, created_before),
+            ) as cur:
+                uuids = [r[0] for r in await cur.fetchall()]
+            detail = _dumps({"reason": "unresolved past schedule.stale_after_s"})
+            await db.executemany(
+                "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, 'overdue', 'chaser', ?)",
+                [(u, at, detail) for u in uuids],
+            )
+        return len(uuids)
+
+    # -- mailbox -----------------------------------------------------------
+
+    async def checkpoint(self, folder: str) -> tuple[int, int] | None:
+        rows = await self._all("SELECT uidvalidity, last_uid FROM mailbox_state WHERE folder = ?", (folder,))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    async def apply_messages(
+        self,
+        folder: str,
+        uidvalidity: int,
+        messages: Sequence[SeenMessage],
+        last_uid: int,
+        now: datetime,
+        confirm_with_status: bool,
+    ) -> list[Applied]:
+        """Apply one batch of notifications exactly once and advance the checkpoint, in one transaction."""
+        at = iso(now)
+        async with self._tx() as db:
+            known: set[int] = set()
+            for chunk in _chunks([m.uid for m in messages]):
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(
+                    f"SELECT uid FROM messages WHERE folder = ? AND uidvalidity = ? AND uid IN ({marks})",
+                    [folder, uidvalidity, *chunk],
+                ) as cur:
+                    known.update(r[0] for r in await cur.fetchall())
+            fresh = [m for m in messages if m.uid not in known]
+            jobs: dict[str, JobView] = {}
+            for chunk in _chunks(sorted({m.uuid for m in fresh if m.uuid})):
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(f"SELECT uuid, state, claim FROM jobs WHERE uuid IN ({marks})", chunk) as cur:
+                    jobs.update((r[0], JobView(State(r[1]), r[2])) for r in await cur.fetchall())
+            applied_ids: set[str] = set()
+            for chunk in _chunks(sorted({m.message_id for m in fresh if m.message_id})):
+                marks = ",".join("?" * len(chunk))
+                async with db.execute(
+                    "SELECT message_id FROM messages WHERE outcome IN ('applied', 'claimed') "
+                    f"AND message_id IN ({marks})",
+                    chunk,
+                ) as cur:
+                    applied_ids.update(r[0] for r in await cur.fetchall())
+            decisions = plan(fresh, jobs, applied_ids, confirm_with_status)
+            updates: list[tuple[Any, ...]] = []
+            events: list[tuple[Any, ...]] = []
+            rows: list[tuple[Any, ...]] = []
+            for d in decisions:
+                m = d.message
+                detail = {
+                    "folder": folder,
+                    "uidvalidity": uidvalidity,
+                    "uid": m.uid,
+                    "message_id": m.message_id,
+                    "sender": m.sender,
+                    "status": m.status,
+                    "date": m.date,
+                    "outcome": d.outcome,
+                    "reason": d.reason,
+                }
+                kind = "notification" if d.outcome in ("applied", "claimed") else d.outcome
+                job_uuid = m.uuid if m.uuid in jobs else None
+                if d.outcome == "orphan":
+                    detail["uuid"] = m.uuid
+                events.append((job_uuid, at, kind, "mailbox", _dumps(detail)))
+                changed = d.after is not None and d.before is not None and d.after != d.before
+                if changed or d.claim:
+                    assert m.uuid is not None and d.after is not None
+                    terminal = d.after in TERMINAL
+                    updates.append(
+                        (
+                            str(d.after),
+                            at,
+                            at if terminal else None,
+                            "OK" if d.claim else None,
+                            at if d.claim else None,
+                            f"notification: {m.status}",
+                            m.uuid,
+                        )
+                    )
+                    if changed:
+                        transition = {"from": str(d.before), "to": str(d.after), "trigger": str(d.trigger)}
+                        events.append((m.uuid, at, "transition", "mailbox", _dumps(transition)))
+                rows.append((folder, uidvalidity, m.uid, m.message_id, m.uuid, m.status, d.outcome, int(d.mark), at))
+            await db.executemany(
+                "UPDATE jobs SET state = ?, updated_at = ?, resolved_at = coalesce(?, resolved_at),"
+                " claim = coalesce(?, claim), check_at = coalesce(?, check_at), message = ? WHERE uuid = ?",
+                updates,
+            )
+            await db.executemany("INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, ?, ?, ?)", events)
+            await db.executemany(
+                "INSERT INTO messages (folder, uidvalidity, uid, message_id, uuid, status, outcome, mark, seen_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            await db.execute(
+                "INSERT INTO mailbox_state (folder, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (folder) DO UPDATE SET last_uid = CASE WHEN uidvalidity = excluded.uidvalidity "
+                "THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END, "
+                "uidvalidity = excluded.uidvalidity, updated_at = excluded.updated_at",
+                (folder, uidvalidity, last_uid, at),
+            )
+        result = [Applied(d.message.uid, d.outcome, d.message.uuid, d.mark) for d in decisions]
+        result.extend(Applied(m.uid, "duplicate", m.uuid, False) for m in messages if m.uid in known)
+        return result
+
+    async def pending_marks(self, folder: str, uidvalidity: int) -> list[int]:
+        rows = await self._all(
+            "SELECT uid FROM messages WHERE folder = ? AND uidvalidity = ? AND mark = 1 AND marked = 0 ORDER BY uid",
+            (folder, uidvalidity),
+        )
+        return [int(r[0]) for r in rows]
+
+    async def set_marked(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> None:
+        async with self._tx() as db:
+            await db.executemany(
+                "UPDATE messages SET marked = 1 WHERE folder = ? AND uidvalidity = ? AND uid = ?",
+                [(folder, uidvalidity, u) for u in uids],
+            )
+
+    # -- health facts --------------------------------------------------------
+
+    async def set_fact(self, key: str, value: Mapping[str, Any], now: datetime) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO facts (key, value, at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, at = excluded.at",
+                (key, _dumps(value), iso(now)),
+            )
+
+    async def clear_fact(self, key: str) -> bool:
+        async with self._tx() as db, db.execute("DELETE FROM facts WHERE key = ? RETURNING key", (key,)) as cur:
+            return bool(await cur.fetchall())
+
+    async def facts(self) -> dict[str, dict[str, Any]]:
+        rows = await self._all("SELECT key, value, at FROM facts")
+        return {r[0]: {**json.loads(r[1]), "recorded_at": r[2]} for r in rows}

@@ -1,0 +1,122 @@
+"""What each mailbox message does to the ledger: a pure decision, no I/O.
+
+The ledger loads the current state of the jobs a batch names and the message
+identities already applied, asks :func:`plan` what to do, and writes the
+result in one transaction.  Keeping the decision pure lets it be tested on
+its own, exhaustively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from reconciler.states import State, Trigger, step
+
+Verdict = Literal["notification", "untrusted", "malformed"]
+Outcome = Literal["applied", "claimed", "duplicate", "orphan", "untrusted", "malformed", "conflict"]
+
+
+@dataclass(frozen=True, slots=True)
+class SeenMessage:
+    """One mailbox message that carries ``X-SFService``, as the mailbox judged it."""
+
+    uid: int
+    message_id: str | None
+    verdict: Verdict
+    uuid: str | None
+    status: Literal["OK", "ERROR"] | None
+    sender: str | None
+    reason: str | None
+    date: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """The part of a job the decision needs."""
+
+    state: State
+    claim: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The effect of one message: its outcome, the trigger to fire (if any), whether to mark it."""
+
+    message: SeenMessage
+    outcome: Outcome
+    trigger: Trigger | None
+    claim: bool
+    mark: bool
+    reason: str
+    before: State | None = None
+    after: State | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What the ledger did with one message, for the poller: mark it now or leave it."""
+
+    uid: int
+    outcome: Outcome
+    uuid: str | None
+    mark: bool
+
+
+def plan(
+    messages: Sequence[SeenMessage],
+    jobs: Mapping[str, JobView],
+    applied_message_ids: Iterable[str],
+    confirm_with_status: bool,
+) -> list[Decision]:
+    """Decide every message of a batch in order; later messages see earlier effects."""
+    states = dict(jobs)
+    done_ids = set(applied_message_ids)
+    decisions: list[Decision] = []
+    for msg in messages:
+        decision = _decide(msg, states, done_ids, confirm_with_status)
+        if decision.outcome in ("applied", "claimed") and msg.message_id:
+            done_ids.add(msg.message_id)
+        if msg.uuid is not None and msg.uuid in states:
+            view = states[msg.uuid]
+            new = step(view.state, decision.trigger).new if decision.trigger is not None else None
+            after = new or view.state
+            states[msg.uuid] = JobView(after, "OK" if decision.claim else view.claim)
+            decision = replace(decision, before=view.state, after=after)
+        decisions.append(decision)
+    return decisions
+
+
+def _decide(msg: SeenMessage, states: Mapping[str, JobView], done_ids: set[str], confirm: bool) -> Decision:
+    if msg.verdict == "malformed":
+        return Decision(msg, "malformed", None, False, False, msg.reason or "malformed notification")
+    if msg.verdict == "untrusted":
+        return Decision(msg, "untrusted", None, False, False, msg.reason or "untrusted notification")
+    if msg.message_id and msg.message_id in done_ids:
+        return Decision(msg, "duplicate", None, False, True, f"Message-ID {msg.message_id} was already applied")
+    if msg.uuid is None or msg.status is None:  # a trusted notification always has both; stay total anyway
+        return Decision(msg, "malformed", None, False, False, "notification without UUID or status")
+    view = states.get(msg.uuid)
+    if view is None:
+        return Decision(msg, "orphan", None, False, False, f"job {msg.uuid} is not in the ledger")
+    if msg.status == "ERROR":
+        return _fire(msg, view.state, Trigger.CONFIRMED_ERROR)
+    if not confirm:
+        return _fire(msg, view.state, Trigger.CONFIRMED_OK)
+    # OK with confirmation: a claim that the status call must confirm before the job is ok.
+    if view.state in (State.QUEUED, State.SUBMITTING):
+        return Decision(msg, "claimed", Trigger.NOTIFIED, True, True, "OK claimed; provider accepted earlier")
+    if view.state == State.AWAITING:
+        return Decision(msg, "claimed", None, True, True, "OK claimed; awaiting confirmation by status call")
+    return _fire(msg, view.state, Trigger.CONFIRMED_OK)
+
+
+def _fire(msg: SeenMessage, state: State, trigger: Trigger) -> Decision:
+    result = step(state, trigger)
+    if result.new is not None:
+        return Decision(msg, "applied", trigger, False, True, f"{state} -> {result.new}")
+    if result.conflict:
+        return Decision(msg, "conflict", None, False, False, result.reason)
+    # Same outcome already recorded (e.g. the job became ok through the status call first).
+    return Decision(msg, "duplicate", None, False, True, result.reason)

@@ -1,0 +1,83 @@
+"""The ledger's schema as numbered migrations.
+
+``PRAGMA user_version`` holds the number of migrations applied; each runs in
+its own transaction at open.  Never edit a migration that has shipped: add one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: jobs, the append-only event log, mailbox checkpoints and message dedupe, health facts.
+    """
+    CREATE TABLE jobs (
+        uuid              TEXT PRIMARY KEY,
+        rfc_emisor        TEXT NOT NULL,
+        motivo            TEXT NOT NULL CHECK (motivo IN ('01', '02', '03', '04')),
+        folio_sustitucion TEXT,
+        state             TEXT NOT NULL
+                          CHECK (state IN ('queued', 'submitting', 'awaiting', 'ok', 'error', 'rejected')),
+        code              INTEGER,
+        message           TEXT,
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at   TEXT,
+        created_at        TEXT NOT NULL,
+        submitted_at      TEXT,
+        resolved_at       TEXT,
+        updated_at        TEXT NOT NULL,
+        claim             TEXT CHECK (claim IN ('OK')),
+        check_at          TEXT,
+        checks            INTEGER NOT NULL DEFAULT 0,
+        overdue_at        TEXT,
+        acuse             BLOB
+    );
+    CREATE INDEX jobs_due ON jobs (next_attempt_at) WHERE state = 'queued';
+    CREATE INDEX jobs_check ON jobs (check_at) WHERE state = 'awaiting';
+    CREATE INDEX jobs_state ON jobs (state, created_at);
+    CREATE INDEX jobs_created ON jobs (created_at);
+
+    CREATE TABLE events (
+        id     INTEGER PRIMARY KEY,
+        uuid   TEXT,
+        at     TEXT NOT NULL,
+        kind   TEXT NOT NULL,
+        source TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_uuid ON events (uuid, id);
+    CREATE INDEX events_kind ON events (kind, id);
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+    CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+
+    CREATE TABLE mailbox_state (
+        folder      TEXT PRIMARY KEY,
+        uidvalidity INTEGER NOT NULL,
+        last_uid    INTEGER NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+
+    CREATE TABLE messages (
+        folder      TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid         INTEGER NOT NULL,
+        message_id  TEXT,
+        uuid        TEXT,
+        status      TEXT,
+        outcome     TEXT NOT NULL,
+        mark        INTEGER NOT NULL,
+        marked      INTEGER NOT NULL DEFAULT 0,
+        seen_at     TEXT NOT NULL,
+        PRIMARY KEY (folder, uidvalidity, uid)
+    );
+    CREATE INDEX messages_applied_mid ON messages (message_id)
+        WHERE message_id IS NOT NULL AND outcome IN ('applied', 'claimed');
+    CREATE INDEX messages_unmarked ON messages (folder, uidvalidity) WHERE mark = 1 AND marked = 0;
+
+    CREATE TABLE facts (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        at    TEXT NOT NULL
+    );
+    """,
+)
