@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -29,6 +29,17 @@ PRODUCTION_WSDL = "https://solucionfactible.com/ws/services/Cancelacion?wsdl"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        """``key = ""`` in TOML (or an empty env var) means "not set" for optional keys."""
+        if isinstance(data, dict):
+            return {
+                k: None if v == "" and k in cls.model_fields and cls.model_fields[k].default is None else v
+                for k, v in data.items()
+            }
+        return data
 
 
 class LedgerSettings(_Section):
@@ -64,9 +75,13 @@ class IssuerSettings(_Section):
     @field_validator("rfc")
     @classmethod
     def _rfc(cls, v: str) -> str:
+        from reconciler.errors import ValidationError
         from reconciler.validation import parse_rfc
 
-        return parse_rfc(v)
+        try:
+            return parse_rfc(v)
+        except ValidationError as e:
+            raise ValueError(str(e)) from e
 
 
 class TrustSettings(_Section):
