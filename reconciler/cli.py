@@ -390,6 +390,69 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
     click.echo(f"exported {n} jobs to {output}", err=True)
 
 
+# -- the daemon ------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="One pass of every loop (no IDLE), then exit: for cron and tests.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+)
+@click.pass_obj
+def run(ctx: Context, once: bool, log_level: str) -> int:
+    """Run the daemon in the foreground (systemd: Type=notify)."""
+    from reconciler import logs, sdnotify
+
+    settings = ctx.settings()
+    settings.require_provider()
+    settings.require_mailbox()
+    logs.setup(log_level, journal=sdnotify.journal_stream(), secrets=_secrets(settings))
+    from reconciler.daemon import run_daemon
+
+    return _run(run_daemon(settings, once=once))
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """Every secret value configured, for the log filter (the last line of defence)."""
+    from functools import partial
+
+    values: list[str] = []
+    getters: list[Callable[[], Any]] = [settings.provider_password]
+    if settings.mailbox.auth == "password":
+        getters.append(settings.mailbox_password)
+    getters.extend(partial(settings.csd_password, issuer) for issuer in settings.issuers)
+    for get in getters:
+        try:
+            secret = get()
+        except ConfigError:
+            continue
+        if secret is not None:
+            values.append(secret.get_secret_value())
+    return values
+
+
+@cli.command()
+@click.pass_obj
+def resume(ctx: Context) -> None:
+    """Close the circuit breaker after fixing the provider account; submissions restart."""
+    from reconciler.clock import utc_now
+
+    async def go(ledger: Ledger) -> bool:
+        cleared = await ledger.clear_fact("breaker")
+        if cleared:
+            detail = {"action": "cleared", "reason": "reconciler resume"}
+            await ledger.record_event(None, "breaker", "cli", detail, utc_now())
+        return cleared
+
+    if _run(_with_ledger(ctx, go)):
+        click.echo("circuit breaker cleared: the daemon submits again at its next pass")
+    else:
+        click.echo("circuit breaker was not open; nothing changed")
+
+
 def main() -> None:
     """Entry point: map reconciler's errors to one line on stderr and an exit code."""
     try:

@@ -37,7 +37,18 @@ _JOB_COLUMNS = (
 )
 # Columns a Change may set; anything else is a programming error.
 _SETTABLE = frozenset(
-    {"code", "message", "next_attempt_at", "submitted_at", "check_at", "checks", "acuse", "claim", "overdue_at"}
+    {
+        "code",
+        "message",
+        "attempts",
+        "next_attempt_at",
+        "submitted_at",
+        "check_at",
+        "checks",
+        "acuse",
+        "claim",
+        "overdue_at",
+    }
 )
 
 
