@@ -1,0 +1,3 @@
+from reconciler.sandbox.cli import sandbox
+
+sandbox(prog_name="python -m reconciler.sandbox")

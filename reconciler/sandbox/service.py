@@ -1,0 +1,249 @@
+"""The simulated Cancelacion service: credentials, transactions, answers, and the record of calls.
+
+Thread-safe: the HTTP server calls :meth:`Service.cancel` and
+:meth:`Service.status` from one thread per connection.
+
+Order of checks for both operations, as the provider would: a missing required
+field (611), a configured production user (633), a locked account (604),
+wrong credentials (601; the fifth wrong one in a row locks the user), then the
+data (621), the testing UUIDs (204), a repeated UUID (701), acceptance
+(211 for the page's 211 UUIDs, else 200).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from reconciler.sandbox import rules
+from reconciler.sandbox.notify import Notification
+
+ACCEPTED_CODES = frozenset({200, 211})
+MESSAGES: dict[int, str] = {
+    204: "El comprobante no se puede cancelar",
+    211: "La cancelación está en proceso",
+    213: "La solicitud de cancelación fue rechazada por el receptor",
+    601: "Error de autenticación, el nombre de usuario o contraseña son incorrectos",
+    604: "Se ha excedido el número máximo de intentos de inicio de sesión",
+    611: "Los parámetros recibidos están incompletos o fuera de lugar",
+    621: "Datos no válidos",
+    633: "Se está utilizando una cuenta de producción en el ambiente de pruebas",
+    701: "Ya existe una transacción asíncrona para el UUID especificado",
+    702: "No existe una transacción asíncrona para el UUID especificado",
+    1701: "La llave privada o el certificado no son válidos",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One request the simulator received and what it answered (``code`` None: an injected fault)."""
+
+    seq: int
+    time: float  # Unix time
+    operation: str
+    uuid_field: str | None
+    uuid: str | None
+    usuario: str | None
+    code: int | None
+    fault: str | None = None
+    soap: int = 11
+    csd_cer_sha256: str | None = None
+    csd_key_sha256: str | None = None
+
+
+class Record:
+    """Everything received, in order; also the notifications handed to the mail target."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[Entry] = []
+        self._notifications: list[dict[str, Any]] = []
+
+    def add(self, **kw: Any) -> Entry:
+        with self._lock:
+            entry = Entry(seq=len(self._entries) + 1, time=time.time(), **kw)
+            self._entries.append(entry)
+            return entry
+
+    def add_notification(self, n: Notification, delivered: bool) -> None:
+        with self._lock:
+            self._notifications.append(
+                {"uuid": n.uuid, "status": n.status, "delivered": delivered, "time": time.time()}
+            )
+
+    def entries(self) -> list[Entry]:
+        with self._lock:
+            return list(self._entries)
+
+    def notifications(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._notifications)
+
+    def accepted(self) -> Counter[str]:
+        """UUID -> how many ``cancelarAsincrono`` calls were accepted (200/211) for it; should be 1 each."""
+        return Counter(
+            e.uuid for e in self.entries() if e.operation == "cancelarAsincrono" and e.code in ACCEPTED_CODES and e.uuid
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": [asdict(e) for e in self.entries()],
+            "notifications": self.notifications(),
+            "accepted": dict(self.accepted()),
+        }
+
+
+@dataclass
+class Transaction:
+    uuid: str
+    rfc: str
+    email: str | None
+    due: float  # monotonic time the SAT "answers"
+    result: Literal["OK", "ERROR"]
+
+
+@dataclass
+class Credentials:
+    usuario: str = "testing@solucionfactible.com"
+    password: str = "timbrado.SF.16672"  # noqa: S105 the provider's public testing password
+    production_users: tuple[str, ...] = ()
+    lockout_after: int = 5
+
+    def __repr__(self) -> str:
+        return f"Credentials(usuario={self.usuario!r}, production_users={self.production_users!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    code: int
+    mensaje: str
+    acuse: bytes | None = None
+    notification: Notification | None = None
+    due: float = 0.0
+
+
+def acuse_xml(uuid: str, rfc: str, when: datetime) -> bytes:
+    """A small acknowledgement in the shape of the SAT's cancellation acuse."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<Acuse xmlns="http://cancelacfd.sat.gob.mx" '
+        f'Fecha="{when.strftime("%Y-%m-%dT%H:%M:%S")}" RfcEmisor="{rfc}">'
+        f"<Folios><UUID>{uuid}</UUID><EstatusUUID>201</EstatusUUID></Folios>"
+        '<Signature Id="SelloSAT">c2FuZGJveA==</Signature></Acuse>'
+    ).encode()
+
+
+@dataclass
+class Service:
+    credentials: Credentials = field(default_factory=Credentials)
+    notify_delay_s: float = 2.0
+    record: Record = field(default_factory=Record)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _tx: dict[str, Transaction] = field(default_factory=dict)
+    _wrong: dict[str, int] = field(default_factory=dict)
+    overrides: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def override(self, uuid: str, code: int, mensaje: str = "") -> None:
+        """Answer ``code`` to every authenticated call for ``uuid`` (both operations), for tests and demos."""
+        with self._lock:
+            self.overrides[uuid.upper()] = (code, mensaje or f"código {code}")
+
+    def unlock(self, usuario: str) -> None:
+        with self._lock:
+            self._wrong.pop(usuario, None)
+
+    def _auth(self, usuario: str, password: str) -> int | None:
+        c = self.credentials
+        if usuario in c.production_users:
+            return 633
+        if self._wrong.get(usuario, 0) >= c.lockout_after:
+            return 604
+        if usuario != c.usuario or password != c.password:
+            self._wrong[usuario] = self._wrong.get(usuario, 0) + 1
+            return 601
+        self._wrong.pop(usuario, None)
+        return None
+
+    def cancel(self, f: dict[str, str | None]) -> tuple[Answer, dict[str, Any]]:
+        """Answer one ``cancelarAsincrono``; also returns what to record about it."""
+        uuid_field = f.get("uuid")
+        info: dict[str, Any] = {"uuid_field": uuid_field, "usuario": f.get("usuario")}
+        for key, name in (("csdCer", "csd_cer_sha256"), ("csdKey", "csd_key_sha256")):
+            raw = f.get(key)
+            if raw:
+                try:
+                    info[name] = hashlib.sha256(base64.b64decode(raw, validate=True)).hexdigest()
+                except binascii.Error:
+                    info[name] = "invalid-base64"
+        with self._lock:
+            return self._cancel(f, info), info
+
+    def _cancel(self, f: dict[str, str | None], info: dict[str, Any]) -> Answer:
+        required = ("usuario", "password", "uuid", "rfcEmisor")
+        if any(not f.get(k) for k in required):
+            return Answer(611, MESSAGES[611])
+        code = self._auth(f["usuario"] or "", f["password"] or "")
+        if code is not None:
+            return Answer(code, MESSAGES[code])
+        has_cer, has_key = bool(f.get("csdCer")), bool(f.get("csdKey"))
+        if has_cer != has_key or (has_key and not f.get("csdPassword")):
+            return Answer(611, MESSAGES[611] + ": csdCer, csdKey y csdPassword van juntos")
+        try:
+            uuid, _motivo, _folio = rules.parse_uuid_field(f["uuid"] or "")
+        except ValueError as e:
+            return Answer(621, f"{MESSAGES[621]}: {e}")
+        info["uuid"] = uuid
+        if uuid in self.overrides:
+            return Answer(*self.overrides[uuid])
+        rfc = (f["rfcEmisor"] or "").strip().upper()
+        if not rules.rfc_ok(rfc):
+            return Answer(621, f"{MESSAGES[621]}: rfcEmisor {rfc!r}")
+        if has_key:
+            # DER starts with a SEQUENCE (0x30); anything else was encoded twice or is not a CSD.
+            for key, name in (("csdCer", "csd_cer_sha256"), ("csdKey", "csd_key_sha256")):
+                if info.get(name) == "invalid-base64" or not base64.b64decode(f[key] or "").startswith(b"\x30"):
+                    return Answer(1701, f"{MESSAGES[1701]}: {key} no es DER (¿doble base64?)")
+        code = rules.submission_code(uuid)
+        if code == 204:
+            return Answer(204, MESSAGES[204])
+        if uuid in self._tx:
+            return Answer(701, MESSAGES[701])
+        result: Literal["OK", "ERROR"] = "ERROR" if rules.ends_in_error(uuid) else "OK"
+        due = time.monotonic() + self.notify_delay_s
+        email = f.get("emailNotifica") or None
+        self._tx[uuid] = Transaction(uuid, rfc, email, due, result)
+        note = None
+        if email and rules.sends_notification(uuid):
+            mensaje = uuid if result == "OK" else MESSAGES[213]
+            note = Notification(uuid=uuid, status=result, to=email, rfc=rfc, message=mensaje)
+        return Answer(code, uuid if code == 200 else MESSAGES[211], notification=note, due=due)
+
+    def status(self, f: dict[str, str | None]) -> tuple[Answer, dict[str, Any]]:
+        """Answer one ``getStatusCancelacionAsincrona``: 211 until due, then 200 + acuse or 213; 702 if unknown."""
+        tid = f.get("transactionId")
+        info: dict[str, Any] = {"uuid_field": tid, "usuario": f.get("usuario")}
+        with self._lock:
+            if any(not f.get(k) for k in ("usuario", "password", "transactionId")):
+                return Answer(611, MESSAGES[611]), info
+            code = self._auth(f["usuario"] or "", f["password"] or "")
+            if code is not None:
+                return Answer(code, MESSAGES[code]), info
+            uuid = (tid or "").split("|", 1)[0].strip().upper()
+            info["uuid"] = uuid
+            if uuid in self.overrides:
+                return Answer(*self.overrides[uuid]), info
+            tx = self._tx.get(uuid)
+        if tx is None:
+            return Answer(702, MESSAGES[702]), info
+        if time.monotonic() < tx.due:
+            return Answer(211, MESSAGES[211]), info
+        if tx.result == "ERROR":
+            return Answer(213, MESSAGES[213]), info
+        return Answer(200, uuid, acuse=acuse_xml(uuid, tx.rfc, datetime.now(UTC))), info
