@@ -186,7 +186,7 @@ class Settings(BaseSettings):
             issuer.csd_password,
             issuer.csd_password_file,
             f"issuers[{issuer.rfc}].csd_password",
-            f"csd_password_{issuer.rfc}",
+            credential_name("csd_password", issuer.rfc),
         )
 
     def require_provider(self) -> None:
@@ -225,6 +225,11 @@ class Settings(BaseSettings):
             )
         if self.mailbox.ca_file is not None and not self.mailbox.ca_file.is_file():
             raise ConfigError(f"mailbox.ca_file: file not found: {self.mailbox.ca_file}")
+
+
+def credential_name(prefix: str, rfc: str) -> str:
+    """A systemd credential name for an issuer's secret; names are ASCII, so Ñ becomes N and & becomes _."""
+    return f"{prefix}_{rfc.upper().replace('Ñ', 'N').replace('&', '_')}"
 
 
 def _credential(name: str) -> Path | None:

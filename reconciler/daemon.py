@@ -26,7 +26,7 @@ from reconciler import breaker, sdnotify
 from reconciler.backoff import next_attempt
 from reconciler.clock import iso, utc_now
 from reconciler.codes import Outcome, StatusOutcome
-from reconciler.errors import LedgerError
+from reconciler.errors import LedgerError, MailboxError
 from reconciler.ledger import Change, Job, Ledger
 from reconciler.states import State, Trigger
 
@@ -467,6 +467,30 @@ class Daemon:
         return min(HEARTBEAT_S, interval / 2) if interval else HEARTBEAT_S
 
 
+async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool) -> bool:
+    """Log in to the mailbox; when ``retry``, keep trying with capped backoff until it answers or we stop."""
+    delay = 1.0
+    failing = False
+    while True:
+        try:
+            await watcher.connect()
+        except MailboxError as e:
+            if not retry:
+                raise
+            if not failing:
+                log.warning("mailbox: %s; retrying until it answers", e)
+                failing = True
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                return False
+            except TimeoutError:
+                delay = min(delay * 2, 60.0)
+            continue
+        if failing:
+            log.info("mailbox: logged in")
+        return True
+
+
 async def run_daemon(settings: Settings, *, once: bool = False) -> int:
     """Open everything, run, close everything; returns the process exit code."""
     import signal
@@ -480,11 +504,13 @@ async def run_daemon(settings: Settings, *, once: bool = False) -> int:
     try:
         provider = await ProviderClient.create(settings)
         watcher = Watcher(settings, ledger)
-        await watcher.connect()
         daemon = Daemon(settings, ledger, provider, watcher)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
+        if not await _connect(watcher, daemon.stop, retry=not once):
+            log.info("reconciler stopped before the mailbox answered")
+            return 0
         sdnotify.notify("READY=1", "STATUS=ledger open, mailbox logged in")
         log.info(
             "reconciler started: ledger %s, mailbox %s/%s",
