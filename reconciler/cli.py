@@ -453,6 +453,53 @@ def resume(ctx: Context) -> None:
         click.echo("circuit breaker was not open; nothing changed")
 
 
+@cli.command()
+@click.option("--keep", is_flag=True, help="Leave the simulator and IMAP server running until Ctrl-C.")
+@click.option(
+    "--jobs", "generated", default=40, show_default=True, help="Generated jobs besides the ten testing UUIDs."
+)
+def demo(keep: bool, generated: int) -> int:
+    """The offline sandbox demo: simulator, IMAP server and the real daemon on loopback."""
+    from rich.console import Console
+
+    try:
+        from reconciler.demo import run_demo
+    except ModuleNotFoundError as e:
+        raise ReconcilerError(f"the demo needs {e.name}: pip install 'reconciler[demo]'") from e
+    console = Console()
+    result = run_demo(keep=keep, generated=generated, console=console)
+    for line in result.mismatches:
+        console.print(f"[red]MISMATCH[/] {line}")
+    forged = (
+        f"forged OK for {result.forged_uuid} refused: {result.untrusted_reason}"
+        if result.untrusted_reason
+        else (f"[red]the forged OK for {result.forged_uuid} was not recorded as untrusted[/]")
+    )
+    console.print(forged)
+    _run(_summary_table(result.config))
+    console.print(f"demo ledger: {result.config.parent / 'ledger.sqlite3'} (log: {result.config.parent / 'demo.log'})")
+    console.print(f"try: reconciler --config {result.config} status")
+    console.print(
+        "[green]every job reached the state the simulator intended[/]" if result.ok else "[red]demo FAILED[/]"
+    )
+    return 0 if result.ok else 1
+
+
+async def _summary_table(config: Path) -> None:
+    ctx = Context(str(config))
+    snap = await _with_ledger(ctx, _snapshot)
+    _table("final states", ("state", "count"), [*snap.counts.items(), ("total", sum(snap.counts.values()))])
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.pass_context
+def sandbox(ctx: click.Context) -> None:
+    """Run the provider simulator (see `reconciler sandbox --help`)."""
+    from reconciler.sandbox.cli import sandbox as command
+
+    command.main(args=ctx.args, prog_name="reconciler sandbox", standalone_mode=False)
+
+
 def main() -> None:
     """Entry point: map reconciler's errors to one line on stderr and an exit code."""
     try:

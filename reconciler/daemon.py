@@ -33,6 +33,7 @@ from reconciler.states import State, Trigger
 if TYPE_CHECKING:
     from reconciler.config import Settings
     from reconciler.mailbox import Watcher
+    from reconciler.metrics import Metrics
     from reconciler.provider import ProviderClient, Reply, StatusReply
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,10 @@ class Daemon:
         *,
         clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.ledger = ledger
         self.provider = provider
         self.watcher = watcher
@@ -217,6 +220,9 @@ class Daemon:
         now = self.clock()
         c = reply.classification
         self.totals.sent += 1
+        if self.metrics is not None:
+            self.metrics.submissions.inc()
+            self.metrics.reply("cancelarAsincrono", reply.code, str(c.outcome))
         event = (
             "reply",
             {
@@ -323,6 +329,8 @@ class Daemon:
         base: dict[str, Any] = {"code": reply.code, "message": reply.message[:500]}
         later = iso(next_attempt(now, job.checks + 1, sched.retry_base_s, sched.retry_max_s, self.rng))
         outcome = reply.outcome
+        if self.metrics is not None:
+            self.metrics.reply("getStatusCancelacionAsincrona", reply.code, str(outcome))
         if outcome == StatusOutcome.DONE:
             self.totals.confirmed += 1
             change = Change(
@@ -396,6 +404,10 @@ class Daemon:
         )
         counts = await self.ledger.counts()
         self.totals.counts = counts
+        if self.metrics is not None:
+            self.metrics.counts(counts, await self.ledger.overdue_count())
+            self.metrics.breaker.set(1 if self._tripped else 0)
+            self.metrics.heartbeat.set(now.timestamp())
         status = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no jobs"
         if self._tripped:
             status = "BREAKER OPEN; " + status
