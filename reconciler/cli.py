@@ -500,6 +500,28 @@ def sandbox(ctx: click.Context) -> None:
     command.main(args=ctx.args, prog_name="reconciler sandbox", standalone_mode=False)
 
 
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@json_option
+@click.pass_obj
+def config_check(ctx: Context, as_json: bool) -> int:
+    """Validate the config, open the ledger, log in to the mailbox, load the WSDL; one line each."""
+    from reconciler.preflight import run_checks
+
+    checks = _run(run_checks(ctx.config))
+    if as_json:
+        _emit_json([c.as_dict() for c in checks])
+    else:
+        for c in checks:
+            line = f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {c.detail}"
+            click.echo(line + (f" -> fix: {c.fix}" if c.fix else ""))
+    return 0 if all(c.ok for c in checks) else 2
+
+
 def main() -> None:
     """Entry point: map reconciler's errors to one line on stderr and an exit code."""
     try:

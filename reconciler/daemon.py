@@ -513,10 +513,17 @@ async def run_daemon(settings: Settings, *, once: bool = False) -> int:
     ledger = await Ledger.open(settings.ledger.path)
     provider: ProviderClient | None = None
     watcher: Watcher | None = None
+    endpoint: Any = None
     try:
+        metrics = None
+        if settings.metrics.listen:
+            from reconciler.metrics import Metrics, serve
+
+            metrics = Metrics()
+            endpoint = serve(metrics, settings.metrics.listen)
         provider = await ProviderClient.create(settings)
         watcher = Watcher(settings, ledger)
-        daemon = Daemon(settings, ledger, provider, watcher)
+        daemon = Daemon(settings, ledger, provider, watcher, metrics=metrics)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
@@ -544,4 +551,7 @@ async def run_daemon(settings: Settings, *, once: bool = False) -> int:
             await watcher.close()
         if provider is not None:
             await provider.aclose()
+        if endpoint is not None:
+            endpoint.shutdown()
+            endpoint.server_close()
         await ledger.close()
