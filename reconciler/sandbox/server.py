@@ -120,14 +120,23 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("sandbox: %s " + format, self.address_string(), *args)
 
+    arrived: float | None = None  # set for SOAP calls: the injected latency counts from here
+
     def _send(self, status: int, body: bytes, ctype: str) -> None:
+        self._wait()
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
+    def _wait(self) -> None:
+        if self.arrived is not None:
+            self.server.sandbox.wait_latency(self.arrived)
+            self.arrived = None
+
     def _drop(self) -> None:
+        self._wait()
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -162,7 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"<html><body><h1>HTTP Status 404</h1></body></html>", "text/html;charset=utf-8")
             return
         version = 12 if "soap+xml" in (self.headers.get("Content-Type") or "") else 11
-        sb.wait_latency()
+        self.arrived = time.monotonic()
         try:
             req = soap.parse_request(body)
         except soap.BadRequest as e:
@@ -287,7 +296,8 @@ class Sandbox:
 
     # -- used by the handler -------------------------------------------
 
-    def wait_latency(self) -> None:
+    def wait_latency(self, arrived: float) -> None:
+        """Hold the answer until the configured latency has passed since the request arrived."""
         c = self.config
         if c.latency_ms <= 0 and c.latency_jitter_ms <= 0:
             return
@@ -295,7 +305,9 @@ class Sandbox:
         if c.latency_jitter_ms > 0:
             with self._rng_lock:
                 jitter = self._rng.uniform(0, c.latency_jitter_ms)
-        self.stopping.wait((c.latency_ms + jitter) / 1000.0)
+        remaining = arrived + (c.latency_ms + jitter) / 1000.0 - time.monotonic()
+        if remaining > 0:
+            self.stopping.wait(remaining)
 
     def set_faults(self, rate: float, kinds: tuple[str, ...] = FAULT_KINDS) -> None:
         """Change fault injection while running (tests, demo): ``rate`` of SOAP calls fail with one of ``kinds``."""
