@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import importlib.util
 import logging
 import math
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +60,17 @@ from reconciler.validation import JobSpec
 
 logger = logging.getLogger(__name__)
 
-POOL_SIZE = 16  # connections per httpx pool
+# httpcore runs ``import sniffio`` for every lock it sets up, several per request.  httpx 0.28 no
+# longer depends on sniffio; when it is absent each failed import searches sys.path again, which
+# was a quarter of the client's CPU per call.  Recording the absence makes the failure immediate;
+# installing sniffio makes this line a no-op.
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+# Connections per httpx pool.  httpcore scans every connection of a pool (and every queued
+# request) each time a request starts or ends, so the cost per call grows with the pool; several
+# small pools behind one semaphore keep it flat (see bench/submit.py).
+POOL_SIZE = 4
 LOG_LIMIT = 2000  # characters of a request or reply logged at DEBUG
 WSDL_CACHE = "wsdl-cache.sqlite3"
 CANCEL = "cancelarAsincrono"
@@ -279,8 +291,9 @@ class ProviderClient:
         per_pool = math.ceil(p.max_concurrency / npools)
         limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
         timeout = httpx.Timeout(p.timeout_s)
-        pools = [httpx.AsyncClient(timeout=timeout, limits=limits) for _ in range(npools)]
-        wsdl_client = httpx.Client(timeout=timeout)
+        tls = httpx.create_ssl_context()  # one context for every pool: each costs time and memory
+        pools = [httpx.AsyncClient(timeout=timeout, limits=limits, verify=tls) for _ in range(npools)]
+        wsdl_client = httpx.Client(timeout=timeout, verify=tls)
         transport = _PooledTransport(pools, wsdl_client, _open_cache(settings.state_dir), redact)
         try:
             service = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport)
