@@ -245,8 +245,11 @@ def _unfold(value: str) -> str:
 
 def _clean(value: str) -> str:
     """Printable text safe for the ledger and logs: undecodable bytes replaced, length bounded."""
-    if not value.isascii():
-        value = value.encode("utf-8", "replace").decode("utf-8")
+    if not value.isascii():  # raw 8-bit bytes arrive surrogate-escaped: read them as UTF-8 (RFC 6532)
+        try:
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+            value = value.encode("utf-8", "replace").decode("utf-8")
     if not value.isprintable():
         value = "".join(c if c.isprintable() else " " for c in value)
     return value[:_MAX_TEXT]

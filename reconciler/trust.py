@@ -171,7 +171,8 @@ def check_dkim(raw_message: bytes, domain: str, dnsfunc: DnsFunc | None = None) 
         except dkim.DnsTimeoutError as e:
             raise DkimUnavailable(f"DKIM key lookup for d={d} timed out: {e}") from e
         except dkim.DKIMException as e:
-            reasons.append(f"DKIM d={d}: {_show(str(e))}")
+            why = str(e).split(" (", 1)[0] or type(e).__name__  # drop dkimpy's hash dump
+            reasons.append(f"DKIM signature d={d} does not verify: {_show(why)}")
             continue
         except Exception as e:  # a resolver failure in dnsfunc, not a verdict about the message
             raise DkimUnavailable(f"DKIM key lookup for d={d} failed: {type(e).__name__}") from e

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures_imap"]  # IMAP servers
 
 ROOT = Path(__file__).resolve().parent.parent
 

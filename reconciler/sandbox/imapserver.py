@@ -13,12 +13,14 @@ polled against a deadline; nothing here sleeps a fixed time.
 from __future__ import annotations
 
 import contextlib
+import imaplib
 import logging
 import os
 import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -116,6 +118,7 @@ class ImapServer:
     host: str = "127.0.0.1"
     ca_file: Path | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _seq: int = field(default=0, repr=False)
 
     @property
     def maildir(self) -> Path:
@@ -150,10 +153,33 @@ class ImapServer:
         try:
             deadline = time.monotonic() + _START_TIMEOUT_S
             _wait_ready(self.host, self.port, self._proc, self.log_file, deadline, greets=self.security != "tls")
+            self._wait_login(deadline)
         except BaseException:
             self.stop()
             raise
         log.debug("%s listening on %s:%d", self.kind, self.host, self.port)
+
+    def _wait_login(self, deadline: float) -> None:
+        """Dovecot greets before its auth process is up ("Temporary authentication failure"): log in once."""
+        while True:
+            try:
+                if self.security == "tls":
+                    context = ssl.create_default_context(cafile=str(self.ca_file))
+                    client: imaplib.IMAP4 = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=context, timeout=5)
+                else:
+                    client = imaplib.IMAP4(self.host, self.port, timeout=5)
+                try:
+                    if self.security == "starttls":
+                        client.starttls(ssl.create_default_context(cafile=str(self.ca_file)))
+                    client.login(self.user, self.password)
+                finally:
+                    with contextlib.suppress(imaplib.IMAP4.error, OSError):
+                        client.logout()
+                return
+            except (imaplib.IMAP4.error, OSError) as e:
+                if time.monotonic() > deadline:
+                    raise ServerError(f"{self.kind} on port {self.port} refuses logins: {e}") from e
+                time.sleep(0.05)  # poll interval
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after a bound); the mail stays on disk."""
@@ -203,12 +229,16 @@ class ImapServer:
     def deliver(self, raw: bytes, folder: str = "INBOX") -> Path:
         """Drop a message straight into the Maildir (fast, for filling big mailboxes while stopped)."""
         path = self.maildir if folder.upper() == "INBOX" else self.maildir / f".{folder}"
-        for sub in ("new", "cur", "tmp"):
-            (path / sub).mkdir(parents=True, exist_ok=True)
-        self._seq = getattr(self, "_seq", 0) + 1
-        name = f"{int(time.time())}.M{self._seq}P{os.getpid()}.reconciler"
-        target = path / "new" / name
+        if not (path / "tmp").is_dir():
+            for sub in ("new", "cur", "tmp"):
+                (path / sub).mkdir(parents=True, exist_ok=True)
+            if self.kind == "dovecot":
+                _chown_tree(path, self.root)
+        self._seq += 1
+        target = path / "new" / f"{int(time.time())}.M{self._seq}P{os.getpid()}.reconciler"
         target.write_bytes(raw)
+        if self.kind == "dovecot" and os.geteuid() == 0:
+            os.chown(target, *_mail_owner())
         return target
 
     def __enter__(self) -> ImapServer:
@@ -248,6 +278,17 @@ def _chown_tree(path: Path, root: Path) -> None:
         os.chown(dirpath, uid, gid)
         for name in files:
             os.chown(os.path.join(dirpath, name), uid, gid)
+
+
+def _allow_traversal(path: Path) -> None:
+    """As root, Dovecot's auth and mail processes run as ``dovecot``: let them pass through private
+    parents such as pytest's 0700 temporary directories (search permission only, no listing)."""
+    if os.geteuid() != 0:
+        return
+    for directory in [path.resolve(), *path.resolve().parents]:
+        mode = directory.stat().st_mode
+        if not mode & 0o001:
+            directory.chmod((mode & 0o7777) | 0o001)
 
 
 def _dovecot_conf(server: ImapServer, cert: Path | None, key: Path | None) -> str:
@@ -341,6 +382,7 @@ def start_dovecot(
     (root / "dovecot.conf").write_text(_dovecot_conf(server, cert, key))
     for sub in ("mail", "home"):
         _chown_tree(root / sub, root)
+    _allow_traversal(root)
     server.start()
     return server
 

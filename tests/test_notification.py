@@ -1,0 +1,259 @@
+"""The notification parser: parametrized cases, then Hypothesis on arbitrary and mutated messages."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reconciler.notification import INVALID, Malformed, Notification, NotNotification, parse
+from tests.fixtures_imap import notification
+
+U = "6F1D0D3E-5F6B-4C1A-9D8E-1A2B3C4D5E6F"
+OTHER = "7A1D0D3E-5F6B-4C1A-9D8E-1A2B3C4D5E6F"
+
+
+def headers(*lines: str) -> bytes:
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
+
+def test_provider_message() -> None:
+    parsed = parse(notification(U.lower(), "OK", message_id="<m1@solucionfactible.com>"))
+    assert isinstance(parsed, Notification)
+    assert (parsed.uuid, parsed.status, parsed.message_id) == (U, "OK", "<m1@solucionfactible.com>")
+    assert parsed.sender == "notificaciones@solucionfactible.com"
+    assert parsed.from_addresses == ("notificaciones@solucionfactible.com",)
+    assert parsed.sender_display == "Solución Factible"  # raw UTF-8 in the header (RFC 6532) is decoded
+    assert parsed.date == datetime(2025, 11, 24, 7, 2, 3, tzinfo=UTC)
+    assert parsed.authentication_results == ()
+
+
+@pytest.mark.parametrize(
+    ("lines", "uuid", "status"),
+    [
+        (["X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK"], U, "OK"),
+        (["x-sfservice: cancelar", f"x-uuidcancelacion: {U.lower()}", "x-statuscancelacion: error"], U, "ERROR"),
+        (["X-StatusCancelacion:   Ok  ", f"X-UUIDCancelacion:  {{{U}}} ", "X-SFSERVICE: Cancelar"], U, "OK"),
+        (["X-SFService: Cancelar", "X-UUIDCancelacion:", f"  {U}", "X-StatusCancelacion:", "\tERROR"], U, "ERROR"),
+        (
+            [
+                "X-SFService: =?utf-8?q?Cancelar?=",
+                f"X-UUIDCancelacion: {U}",
+                "X-StatusCancelacion: =?iso-8859-1?q?OK?=",
+            ],
+            U,
+            "OK",
+        ),
+        (
+            [
+                "X-SFService: Cancelar",
+                f"X-UUIDCancelacion: {U}",
+                f"X-UUIDCancelacion: {U.lower()}",
+                "X-StatusCancelacion: OK",
+                "X-StatusCancelacion: ok",
+            ],
+            U,
+            "OK",
+        ),
+    ],
+)
+def test_well_formed(lines: list[str], uuid: str, status: str) -> None:
+    parsed = parse(headers(*lines))
+    assert isinstance(parsed, Notification), parsed
+    assert (parsed.uuid, parsed.status) == (uuid, status)
+
+
+def test_encoded_uuid() -> None:
+    import base64
+
+    encoded = base64.b64encode(U.encode()).decode()
+    parsed = parse(
+        headers("X-SFService: Cancelar", f"X-UUIDCancelacion: =?utf-8?b?{encoded}?=", "X-StatusCancelacion: OK")
+    )
+    assert isinstance(parsed, Notification) and parsed.uuid == U
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason"),
+    [
+        (["X-SFService: Timbrar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK"], "X-SFService is 'Timbrar'"),
+        (["X-SFService: Cancelar", "X-StatusCancelacion: OK"], "no X-UUIDCancelacion header"),
+        (["X-SFService: Cancelar", f"X-UUIDCancelacion: {U}"], "no X-StatusCancelacion header"),
+        (["X-SFService: Cancelar", "X-UUIDCancelacion: 1234", "X-StatusCancelacion: OK"], "not a UUID: '1234'"),
+        (["X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: PENDING"], "'PENDING', not OK"),
+        (
+            [
+                "X-SFService: Cancelar",
+                f"X-UUIDCancelacion: {U}",
+                f"X-UUIDCancelacion: {OTHER}",
+                "X-StatusCancelacion: OK",
+            ],
+            "X-UUIDCancelacion headers disagree",
+        ),
+        (
+            [
+                "X-SFService: Cancelar",
+                f"X-UUIDCancelacion: {U}",
+                "X-StatusCancelacion: OK",
+                "X-StatusCancelacion: ERROR",
+            ],
+            "X-StatusCancelacion headers disagree: ERROR, OK",
+        ),
+        (
+            ["X-SFService: Cancelar", "X-SFService: Otro", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK"],
+            "X-SFService is 'Otro'",
+        ),
+        (["X-SFService: Cancelar", "X-UUIDCancelacion: \udcff\udcfe", "X-StatusCancelacion: OK"], "not a UUID"),
+    ],
+)
+def test_malformed(lines: list[str], reason: str) -> None:
+    parsed = parse(headers("From: avisos@solucionfactible.com", "Message-ID: <m@x>", *lines))
+    assert isinstance(parsed, Malformed), parsed
+    assert reason in parsed.reason
+    assert parsed.message_id == "<m@x>" and parsed.sender == "avisos@solucionfactible.com"
+
+
+def test_malformed_keeps_the_uuid_when_only_the_status_is_wrong() -> None:
+    parsed = parse(headers("X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: maybe"))
+    assert isinstance(parsed, Malformed) and parsed.uuid == U
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"Subject: hello\r\n\r\nX-SFService: Cancelar\r\n",  # in the body, not a header
+        headers("From: a@example.com", "Subject: X-SFService: Cancelar"),
+        headers("X-SFServices: Cancelar"),
+        b"\xff\xfe\x00\x01",
+        b"From: a\r\n X-SFService: Cancelar\r\n\r\n",  # a continuation line, not a header
+    ],
+)
+def test_not_a_notification(data: bytes) -> None:
+    assert isinstance(parse(data), NotNotification)
+
+
+def test_from_header_details() -> None:
+    parsed = parse(
+        headers(
+            "From: =?utf-8?q?Soluci=C3=B3n_Factible?= <Avisos@SolucionFactible.com>",
+            "Date: Mon, 24 Nov 2025 01:02:03 -0600",
+            "Authentication-Results: mx.example.com;",
+            " dkim=pass header.d=solucionfactible.com",
+            "Authentication-Results: second.example; none",
+            "X-SFService: Cancelar",
+            f"X-UUIDCancelacion: {U}",
+            "X-StatusCancelacion: OK",
+        )
+    )
+    assert isinstance(parsed, Notification)
+    assert parsed.sender == "avisos@solucionfactible.com" and parsed.sender_display == "Solución Factible"
+    assert parsed.date == datetime(2025, 11, 24, 7, 2, 3, tzinfo=UTC)
+    assert parsed.authentication_results == (
+        "mx.example.com; dkim=pass header.d=solucionfactible.com",
+        "second.example; none",
+    )
+
+
+@pytest.mark.parametrize(
+    ("from_", "addresses"),
+    [
+        ("x@solucionfactible.com <attacker@evil.example>", (INVALID,)),
+        ('"x@solucionfactible.com" <attacker@evil.example>', ("attacker@evil.example",)),
+        ("a@solucionfactible.com, b@evil.example", ("a@solucionfactible.com", "b@evil.example")),
+        ("undisclosed:;", ()),
+        ("a@localhost", (INVALID,)),
+    ],
+)
+def test_from_addresses(from_: str, addresses: tuple[str, ...]) -> None:
+    parsed = parse(
+        headers(f"From: {from_}", "X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK")
+    )
+    assert isinstance(parsed, Notification)
+    assert parsed.from_addresses == addresses
+
+
+def test_bad_date_is_none() -> None:
+    parsed = parse(
+        headers("Date: yesterday", "X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK")
+    )
+    assert isinstance(parsed, Notification) and parsed.date is None
+
+
+# -- never raises -------------------------------------------------------------------
+
+STDLIB_DATA = (
+    Path(sys.base_prefix)
+    / "lib"
+    / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    / "test"
+    / "test_email"
+    / "data"
+)
+STDLIB_MESSAGES = sorted(STDLIB_DATA.glob("msg_*.txt")) if STDLIB_DATA.is_dir() else []
+
+
+@pytest.mark.skipif(not STDLIB_MESSAGES, reason="the stdlib's test_email data is not installed")
+def test_stdlib_sample_messages_are_not_notifications() -> None:
+    for path in STDLIB_MESSAGES:
+        data = path.read_bytes()
+        assert isinstance(parse(data), NotNotification), path.name
+        stamped = b"X-SFService: Cancelar\r\n" + data
+        assert isinstance(parse(stamped), Notification | Malformed), path.name
+
+
+SEEDS = [
+    notification(U, "OK"),
+    notification(U.lower(), "error", extra="Authentication-Results: mx; dkim=pass header.d=solucionfactible.com\r\n"),
+    *(p.read_bytes() for p in STDLIB_MESSAGES[:20]),
+]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_raise(data: bytes) -> None:
+    result = parse(data)
+    assert isinstance(result, Notification | NotNotification | Malformed)
+    parse(b"X-SFService: Cancelar\r\n" + data)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 8))):
+        op = draw(st.sampled_from(["flip", "insert", "delete", "dup"]))
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        if op == "flip" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif op == "insert":
+            data[at:at] = draw(
+                st.sampled_from([b"\r\n", b"\n ", b":", b"=?utf-8?q?", b"?=", b"\x00", b"\xff", b"<", b'"'])
+            )
+        elif op == "delete":
+            del data[at : at + draw(st.integers(1, 20))]
+        else:
+            data[at:at] = data[at : at + draw(st.integers(1, 80))]
+    return bytes(data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(mutated())
+def test_mutated_messages_never_raise(data: bytes) -> None:
+    result = parse(data)
+    assert isinstance(result, Notification | NotNotification | Malformed)
+    if isinstance(result, Notification):
+        assert result.status in ("OK", "ERROR") and len(result.uuid) == 36
+        for text in (result.message_id, result.sender, result.raw_from, *result.authentication_results):
+            assert text is None or text.encode("utf-8")  # storable: no lone surrogates
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200), st.text(max_size=80))
+def test_arbitrary_header_values_never_raise(from_: str, status: str) -> None:
+    raw = f"From: {from_}\r\nX-SFService: Cancelar\r\nX-UUIDCancelacion: {U}\r\nX-StatusCancelacion: {status}\r\n\r\n"
+    result = parse(raw.encode("utf-8", "surrogateescape"))
+    assert isinstance(result, Notification | Malformed | NotNotification)
