@@ -212,16 +212,15 @@ class Watcher:
         fetched = notifications = marked = 0
         warned = [0]
         next_fetch = self._submit(self._fetch_batch, batches[0]) if batches else None
-        mark_job: tuple[asyncio.Future[None], list[int]] | None = None
+        mark_job: asyncio.Future[None] | None = None
+        done_marks: list[int] = []  # recorded in the ledger once per pass; a crash leaves them to pending_marks
         try:
             for i in range(len(batches)):
                 assert next_fetch is not None
                 batch = await next_fetch
                 next_fetch = self._submit(self._fetch_batch, batches[i + 1]) if i + 1 < len(batches) else None
                 if mark_job is not None:  # queued before the fetch above, so it has already run
-                    await mark_job[0]
-                    await self._ledger.set_marked(folder, uidvalidity, mark_job[1])
-                    marked += len(mark_job[1])
+                    await mark_job
                     mark_job = None
                 fetched += batch.fetched
                 notifications += len(batch.seen)
@@ -232,16 +231,18 @@ class Watcher:
                 self._report(batch.seen, applied, warned)
                 to_mark = [a.uid for a in applied if a.mark]
                 if to_mark:
-                    mark_job = (self._submit(self._mark, to_mark), to_mark)
+                    mark_job = self._submit(self._mark, to_mark)
+                    done_marks.extend(to_mark)
             if mark_job is not None:
-                await mark_job[0]
-                await self._ledger.set_marked(folder, uidvalidity, mark_job[1])
-                marked += len(mark_job[1])
+                await mark_job
                 mark_job = None
         finally:
-            for pending_future in (next_fetch, mark_job[0] if mark_job else None):
-                if pending_future is not None and not pending_future.done():
-                    pending_future.cancel()
+            for future in (next_fetch, mark_job):
+                if future is not None and not future.done():
+                    future.cancel()
+        if done_marks:
+            await self._ledger.set_marked(folder, uidvalidity, done_marks)
+        marked = len(done_marks)
         if warned[0] > _LOG_LIMIT:
             log.warning("%d more untrusted, malformed or conflicting notifications not logged", warned[0] - _LOG_LIMIT)
         duration = time.monotonic() - started

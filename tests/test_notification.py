@@ -10,7 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.notification import INVALID, Malformed, Notification, NotNotification, parse
+from reconciler.notification import (
+    INVALID,
+    Malformed,
+    Notification,
+    NotNotification,
+    _parsed_headers,
+    _simple_headers,
+    parse,
+)
 from tests.fixtures_imap import notification
 
 U = "6F1D0D3E-5F6B-4C1A-9D8E-1A2B3C4D5E6F"
@@ -257,3 +265,31 @@ def test_arbitrary_header_values_never_raise(from_: str, status: str) -> None:
     raw = f"From: {from_}\r\nX-SFService: Cancelar\r\nX-UUIDCancelacion: {U}\r\nX-StatusCancelacion: {status}\r\n\r\n"
     result = parse(raw.encode("utf-8", "surrogateescape"))
     assert isinstance(result, Notification | Malformed | NotNotification)
+
+
+# -- the fast header split agrees with the email parser ---------------------------------
+
+_line = st.one_of(
+    st.builds(
+        lambda n, v: f"{n}:{v}",
+        st.text(st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters=":"), min_size=1, max_size=12),
+        st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
+    ),
+    st.builds(lambda w, v: w + v, st.sampled_from([" ", "\t", "  "]), st.text(max_size=20)),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_line, max_size=12), st.sampled_from(["\r\n\r\n", "\r\n\r\nbody\r\n", "\r\n", ""]))
+def test_simple_split_matches_the_email_parser(lines: list[str], tail: str) -> None:
+    data = ("\r\n".join(lines) + tail).encode("utf-8", "surrogateescape")
+    simple = _simple_headers(data)
+    if simple is not None:
+        assert simple == _parsed_headers(data)
+
+
+def test_simple_split_takes_the_common_case() -> None:
+    data = notification(U).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    assert _simple_headers(data.replace("Solución".encode(), b"Solucion")) is not None
+    assert _simple_headers(b"From: a\nb: c\r\n\r\n") is None  # bare LF: the full parser decides

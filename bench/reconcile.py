@@ -1,0 +1,301 @@
+"""How fast the mailbox poller reconciles a big mailbox, against the imapclient limit and a naive loop.
+
+A Dovecot mailbox with 50,000 notifications plus 10% unrelated mail and a ledger of 50,000 awaiting
+jobs. Measures, each on its own cold copy of the mailbox:
+
+* the poller: one pass of the real ``Watcher.run_pass`` (first access to the fresh mailbox included)
+  in a child process, until every job is resolved; its peak RSS;
+* the limit: imapclient's fastest bulk header fetch (UID ranges, only the needed header fields)
+  with one ``executemany`` in one transaction;
+* the naive loop: ``RFC822`` per message, parsed whole, committed per message (a sample, extrapolated);
+
+then the time from a notification's APPEND to its job reaching ``ok`` while the watcher IDLEs.
+Targets: poller >= 80% of the limit, >= 50x the naive loop, peak RSS < 100 MB, latency < 2 s.
+
+Run: .venv/bin/python bench/reconcile.py [--notifications 50000] [--naive 2000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email
+import email.policy
+import json
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid as uuidlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from imapclient import IMAPClient  # noqa: E402
+from imapclient.response_parser import parse_fetch_response  # noqa: E402
+
+from reconciler.config import Settings  # noqa: E402
+from reconciler.ledger import Ledger  # noqa: E402
+from reconciler.mailbox import Watcher  # noqa: E402
+from reconciler.notification import HEADER_FIELDS  # noqa: E402
+from reconciler.sandbox.imapserver import ImapServer, start_dovecot  # noqa: E402
+from reconciler.validation import job_spec  # noqa: E402
+
+USER, PASSWORD, RFC = "facturas", "bench-pass", "AAA010101AAA"
+BODY = "Estimado cliente:\r\n" + "La solicitud de cancelación del CFDI fue procesada por el SAT. " * 25 + "\r\n"
+
+
+def notification(uuid: str, i: int, status: str = "OK") -> bytes:
+    return (
+        "Return-Path: <notificaciones@solucionfactible.com>\r\n"
+        "Received: from mx.solucionfactible.com by mx.example.com; Mon, 24 Nov 2025 01:02:03 -0600\r\n"
+        "From: Solucion Factible <notificaciones@solucionfactible.com>\r\nTo: facturas@example.com\r\n"
+        f"Subject: Cancelacion {uuid}\r\nDate: Mon, 24 Nov 2025 01:02:03 -0600\r\n"
+        f"Message-ID: <{i}.{uuid[:8]}@solucionfactible.com>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+        f"X-SFService: Cancelar\r\nX-StatusCancelacion: {status}\r\nX-UUIDCancelacion: {uuid}\r\n\r\n{BODY}"
+    ).encode()
+
+
+def other(i: int) -> bytes:
+    return (
+        f"From: Ana <ana{i}@example.com>\r\nTo: facturas@example.com\r\nSubject: Pedido {i}\r\n"
+        f"Date: Mon, 24 Nov 2025 01:02:03 -0600\r\nMessage-ID: <{i}@example.com>\r\n\r\n{BODY}"
+    ).encode()
+
+
+def fill(server: ImapServer, uuids: list[str]) -> None:
+    """Write Maildir files directly while the server is stopped: much faster than 55,000 APPENDs."""
+    server.stop()
+    for i, u in enumerate(uuids):
+        server.deliver(notification(u, i))
+        if i % 10 == 9:
+            server.deliver(other(i))
+    server.start()
+
+
+async def make_ledger(path: Path, uuids: list[str]) -> None:
+    ledger = await Ledger.open(path)
+    try:
+        await ledger.add_jobs([job_spec(u, RFC) for u in uuids], datetime.now(UTC), "bench")
+    finally:
+        await ledger.close()
+    with sqlite3.connect(path) as db:  # as the submitter leaves them: accepted, awaiting the notification
+        db.execute("UPDATE jobs SET state = 'awaiting', submitted_at = created_at")
+    db.close()
+
+
+def settings(server: ImapServer, ledger: Path) -> Settings:
+    return Settings(
+        ledger={"path": ledger},
+        mailbox={
+            "host": server.host, "port": server.port, "security": "none", "username": USER,
+            "password": PASSWORD, "trust": {"confirm_with_status": False},
+        },
+    )  # fmt: skip
+
+
+# -- the poller, in a child process so its peak RSS is its own ---------------------------------
+
+
+def poller_child(port: int, ledger: str) -> None:
+    server = ImapServer("dovecot", Path("/nonexistent"), USER, PASSWORD, port)
+
+    async def run() -> dict[str, float]:
+        opened = await Ledger.open(ledger)
+        watcher = Watcher(settings(server, Path(ledger)), opened)
+        try:
+            started = time.perf_counter()
+            await watcher.connect()
+            stats = await watcher.run_pass()
+            elapsed = time.perf_counter() - started
+            counts = await opened.counts()
+        finally:
+            await watcher.close()
+            await opened.close()
+        return {"seconds": elapsed, "applied": stats.applied, "fetched": stats.fetched, "ok": counts["ok"]}
+
+    result = asyncio.run(run())
+    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def poller(server: ImapServer, ledger: Path) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--poller-child", str(server.port), str(ledger)],
+        capture_output=True, text=True, check=True, timeout=1800,
+    )  # fmt: skip
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- the limit and the naive loop ----------------------------------------------------------------
+
+
+def limit(server: ImapServer, chunk: int) -> tuple[float, int]:
+    """Bulk header fetch in UID ranges, the UUID and status taken straight from the bytes, one executemany."""
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE results (uid INTEGER PRIMARY KEY, uuid TEXT, status TEXT)")
+    items = f"(UID BODY.PEEK[HEADER.FIELDS ({' '.join(HEADER_FIELDS).upper()})])"
+    started = time.perf_counter()
+    client = IMAPClient(server.host, server.port, ssl=False)
+    client.login(USER, PASSWORD)
+    client.select_folder("INBOX")
+    uids = client.search(["UID", "1:*"])
+    rows = []
+    for i in range(0, len(uids), chunk):
+        _, data = client._imap.uid("FETCH", f"{uids[i]}:{uids[min(i + chunk, len(uids)) - 1]}", items)
+        for uid, item in parse_fetch_response(data, False, True).items():
+            header = next(v for k, v in item.items() if k.startswith(b"BODY["))
+            found = {}
+            for line in header.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                found[name.lower()] = value.strip()
+            if b"x-uuidcancelacion" in found:
+                rows.append((uid, found[b"x-uuidcancelacion"].decode(), found[b"x-statuscancelacion"].decode()))
+    with db:
+        db.executemany("INSERT INTO results VALUES (?, ?, ?)", rows)
+    elapsed = time.perf_counter() - started
+    client.logout()
+    db.close()
+    return elapsed, len(rows)
+
+
+def naive(server: ImapServer, ledger: Path, sample: int) -> tuple[float, int]:
+    """What a first draft does: every whole message with RFC822, parsed, one commit per message."""
+    db = sqlite3.connect(ledger)
+    client = IMAPClient(server.host, server.port, ssl=False)
+    client.login(USER, PASSWORD)
+    client.select_folder("INBOX")
+    uids = client.search(["UID", "1:*"])[:sample]
+    started = time.perf_counter()
+    done = 0
+    for uid in uids:
+        raw = client.fetch([uid], ["RFC822"])[uid][b"RFC822"]
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        if message["X-SFService"] is None:
+            continue
+        db.execute("UPDATE jobs SET state = 'ok' WHERE uuid = ?", (str(message["X-UUIDCancelacion"]).strip(),))
+        db.commit()
+        done += 1
+    elapsed = time.perf_counter() - started
+    client.logout()
+    db.close()
+    return elapsed, done
+
+
+# -- latency while IDLE ----------------------------------------------------------------------------
+
+
+async def latency(root: Path, samples: int) -> list[float]:
+    server = start_dovecot(root / "idle", USER, PASSWORD)
+    uuids = [str(uuidlib.uuid4()).upper() for _ in range(samples)]
+    path = root / "idle.sqlite3"
+    await make_ledger(path, uuids)
+    ledger = await Ledger.open(path)
+    watcher = Watcher(settings(server, path), ledger)
+    stop = asyncio.Event()
+    task = asyncio.create_task(watcher.watch(stop))
+    feeder = IMAPClient(server.host, server.port, ssl=False)
+    feeder.login(USER, PASSWORD)
+    out: list[float] = []
+    try:
+        deadline = time.monotonic() + 60
+        while "mailbox_pass" not in await ledger.facts():  # the first pass is done: the watcher idles
+            if time.monotonic() > deadline:
+                raise RuntimeError("the watcher did not finish its first pass within 60 s")
+            await asyncio.sleep(0.01)
+        for i, u in enumerate(uuids):
+            await asyncio.sleep(0.2)  # let the watcher settle back into IDLE
+            sent = time.perf_counter()
+            await asyncio.to_thread(feeder.append, "INBOX", notification(u, i))
+            while (await ledger.get_job(u)).state != "ok":
+                if time.perf_counter() - sent > 30:
+                    raise RuntimeError(f"job {u} not ok 30 s after its notification")
+                await asyncio.sleep(0.005)
+            out.append(time.perf_counter() - sent)
+    finally:
+        feeder.logout()
+        stop.set()
+        await task
+        await watcher.close()
+        await ledger.close()
+        server.stop()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--notifications", type=int, default=50_000)
+    parser.add_argument("--naive", type=int, default=2_000, help="messages in the naive loop's sample")
+    parser.add_argument("--chunk", type=int, default=1000, help="UID range size for the limit")
+    parser.add_argument("--latency-samples", type=int, default=20)
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    parser.add_argument("--poller-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.poller_child:
+        poller_child(int(args.poller_child[0]), args.poller_child[1])
+        return
+
+    root = args.keep or Path(tempfile.mkdtemp(prefix="reconcile-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    n = args.notifications
+    uuids = [str(uuidlib.uuid4()).upper() for _ in range(n)]
+    print(f"mailbox: {n:,} notifications + {n // 10:,} other messages; ledger: {n:,} awaiting jobs")
+    t = time.perf_counter()
+    servers = [start_dovecot(root / name, USER, PASSWORD) for name in ("poller", "limit")]
+    try:
+        fill_threads = [threading.Thread(target=fill, args=(s, uuids)) for s in servers]
+        for th in fill_threads:
+            th.start()
+        for th in fill_threads:
+            th.join()
+        asyncio.run(make_ledger(root / "poller.sqlite3", uuids))
+        shutil.copy(root / "poller.sqlite3", root / "naive.sqlite3")
+        print(f"setup: {time.perf_counter() - t:.1f}s")
+
+        result = poller(servers[0], root / "poller.sqlite3")
+        assert result["ok"] == n, f"only {result['ok']} of {n} jobs resolved"
+        poller_rate = n / result["seconds"]
+        limit_s, limit_n = limit(servers[1], args.chunk)
+        assert limit_n == n
+        limit_rate = n / limit_s
+        naive_s, naive_n = naive(servers[1], root / "naive.sqlite3", args.naive)
+        naive_rate = naive_n / naive_s
+    finally:
+        for s in servers:
+            s.stop()
+    lat = asyncio.run(latency(root, args.latency_samples))
+
+    print(
+        f"poller (cold, real Watcher.run_pass): {n:,} in {result['seconds']:.2f}s = {poller_rate:,.0f} notifications/s"
+    )
+    print(
+        f"limit  (imapclient bulk, {args.chunk}-UID ranges): {n:,} in {limit_s:.2f}s = {limit_rate:,.0f} notifications/s"
+    )
+    print(f"naive  (RFC822 per message, commit per message): {naive_n:,} in {naive_s:.2f}s = {naive_rate:,.0f} notifications/s"
+          f" (extrapolated to {n:,}: {n / naive_rate:,.0f}s)")  # fmt: skip
+    ratio_limit, ratio_naive = poller_rate / limit_rate, poller_rate / naive_rate
+    print(f"poller / limit = {ratio_limit:.0%} (target >= 80%)   {'ok' if ratio_limit >= 0.8 else 'MISSED'}")
+    print(f"poller / naive = {ratio_naive:,.0f}x (target >= 50x)   {'ok' if ratio_naive >= 50 else 'MISSED'}")
+    print(
+        f"poller peak RSS = {result['rss_mb']:.0f} MB (target < 100 MB)   {'ok' if result['rss_mb'] < 100 else 'MISSED'}"
+    )
+    median = statistics.median(lat)
+    print(
+        f"APPEND -> ok while IDLE: median {median * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms over {len(lat)}"
+        f" (target < 2 s)   {'ok' if median < 2 else 'MISSED'}"
+    )
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
