@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,11 @@ class AddResult:
 
 def _dumps(detail: Mapping[str, Any]) -> str:
     return json.dumps(detail, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@cache
+def _transition_json(before: State | None, after: State | None, trigger: Trigger | None) -> str:
+    return _dumps({"from": str(before), "to": str(after), "trigger": str(trigger)})
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -544,8 +550,10 @@ class Ledger:
                 job_uuid = m.uuid if m.uuid in jobs else None
                 if d.outcome == "orphan":
                     detail["uuid"] = m.uuid
-                events.append((job_uuid, at, kind, "mailbox", _dumps(detail)))
-                changed = d.after is not None and d.before is not None and d.after != d.before
+                events.append(
+                    (job_uuid, at, kind, "mailbox", _dumps({k: v for k, v in detail.items() if v is not None}))
+                )
+                changed = d.after != d.before
                 if changed or d.claim:
                     assert m.uuid is not None and d.after is not None
                     terminal = d.after in TERMINAL
@@ -561,8 +569,9 @@ class Ledger:
                         )
                     )
                     if changed:
-                        transition = {"from": str(d.before), "to": str(d.after), "trigger": str(d.trigger)}
-                        events.append((m.uuid, at, "transition", "mailbox", _dumps(transition)))
+                        events.append(
+                            (m.uuid, at, "transition", "mailbox", _transition_json(d.before, d.after, d.trigger))
+                        )
                 rows.append((folder, uidvalidity, m.uid, m.message_id, m.uuid, m.status, d.outcome, int(d.mark), at))
             await db.executemany(
                 "UPDATE jobs SET state = ?, updated_at = ?, resolved_at = coalesce(?, resolved_at),"

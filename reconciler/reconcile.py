@@ -9,7 +9,7 @@ its own, exhaustively.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from reconciler.states import State, Trigger, step
@@ -75,48 +75,52 @@ def plan(
     done_ids = set(applied_message_ids)
     decisions: list[Decision] = []
     for msg in messages:
-        decision = _decide(msg, states, done_ids, confirm_with_status)
+        view = states.get(msg.uuid) if msg.uuid is not None else None
+        decision = _decide(msg, view, done_ids, confirm_with_status)
         if decision.outcome in ("applied", "claimed") and msg.message_id:
             done_ids.add(msg.message_id)
-        if msg.uuid is not None and msg.uuid in states:
-            view = states[msg.uuid]
-            new = step(view.state, decision.trigger).new if decision.trigger is not None else None
-            after = new or view.state
-            states[msg.uuid] = JobView(after, "OK" if decision.claim else view.claim)
-            decision = replace(decision, before=view.state, after=after)
+        if view is not None and decision.after is not None:
+            states[msg.uuid] = JobView(decision.after, "OK" if decision.claim else view.claim)  # type: ignore[index]
         decisions.append(decision)
     return decisions
 
 
-def _decide(msg: SeenMessage, states: Mapping[str, JobView], done_ids: set[str], confirm: bool) -> Decision:
+def _decide(msg: SeenMessage, view: JobView | None, done_ids: set[str], confirm: bool) -> Decision:
+    before = view.state if view is not None else None
     if msg.verdict == "malformed":
-        return Decision(msg, "malformed", None, False, False, msg.reason or "malformed notification")
+        return Decision(msg, "malformed", None, False, False, msg.reason or "malformed notification", before, before)
     if msg.verdict == "untrusted":
-        return Decision(msg, "untrusted", None, False, False, msg.reason or "untrusted notification")
+        return Decision(msg, "untrusted", None, False, False, msg.reason or "untrusted notification", before, before)
     if msg.message_id and msg.message_id in done_ids:
-        return Decision(msg, "duplicate", None, False, True, f"Message-ID {msg.message_id} was already applied")
+        reason = f"Message-ID {msg.message_id} was already applied"
+        return Decision(msg, "duplicate", None, False, True, reason, before, before)
     if msg.uuid is None or msg.status is None:  # a trusted notification always has both; stay total anyway
-        return Decision(msg, "malformed", None, False, False, "notification without UUID or status")
-    view = states.get(msg.uuid)
+        return Decision(msg, "malformed", None, False, False, "notification without UUID or status", before, before)
     if view is None:
         return Decision(msg, "orphan", None, False, False, f"job {msg.uuid} is not in the ledger")
+    state = view.state
     if msg.status == "ERROR":
-        return _fire(msg, view.state, Trigger.CONFIRMED_ERROR)
+        return _fire(msg, state, Trigger.CONFIRMED_ERROR)
     if not confirm:
-        return _fire(msg, view.state, Trigger.CONFIRMED_OK)
+        return _fire(msg, state, Trigger.CONFIRMED_OK)
     # OK with confirmation: a claim that the status call must confirm before the job is ok.
-    if view.state in (State.QUEUED, State.SUBMITTING):
-        return Decision(msg, "claimed", Trigger.NOTIFIED, True, True, "OK claimed; provider accepted earlier")
-    if view.state == State.AWAITING:
-        return Decision(msg, "claimed", None, True, True, "OK claimed; awaiting confirmation by status call")
-    return _fire(msg, view.state, Trigger.CONFIRMED_OK)
+    if state in (State.QUEUED, State.SUBMITTING):
+        reason = "OK claimed; provider accepted earlier"
+        return Decision(msg, "claimed", Trigger.NOTIFIED, True, True, reason, state, State.AWAITING)
+    if state == State.AWAITING:
+        reason = "OK claimed; awaiting confirmation by status call"
+        return Decision(msg, "claimed", None, True, True, reason, state, state)
+    return _fire(msg, state, Trigger.CONFIRMED_OK)
 
 
 def _fire(msg: SeenMessage, state: State, trigger: Trigger) -> Decision:
     result = step(state, trigger)
     if result.new is not None:
-        return Decision(msg, "applied", trigger, False, True, f"{state} -> {result.new}")
+        return Decision(msg, "applied", trigger, False, True, _ARROWS[state, result.new], state, result.new)
     if result.conflict:
-        return Decision(msg, "conflict", None, False, False, result.reason)
+        return Decision(msg, "conflict", None, False, False, result.reason, state, state)
     # Same outcome already recorded (e.g. the job became ok through the status call first).
-    return Decision(msg, "duplicate", None, False, True, result.reason)
+    return Decision(msg, "duplicate", None, False, True, result.reason, state, state)
+
+
+_ARROWS = {(a, b): f"{a} -> {b}" for a in State for b in State}

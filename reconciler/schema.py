@@ -44,7 +44,10 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX events_uuid ON events (uuid, id);
-    CREATE INDEX events_kind ON events (kind, id);
+    -- Only the rare kinds that `check` and `summary` count are indexed: most events are
+    -- transitions and notifications, and every index costs each of them an insert.
+    CREATE INDEX events_kind ON events (kind, at)
+        WHERE kind IN ('conflict', 'untrusted', 'orphan', 'malformed', 'breaker', 'overdue');
     CREATE TRIGGER events_no_update BEFORE UPDATE ON events
         BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
     CREATE TRIGGER events_no_delete BEFORE DELETE ON events

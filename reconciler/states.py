@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 
 
 class State(StrEnum):
@@ -61,8 +62,9 @@ class Step:
     reason: str = ""
 
 
+@cache
 def step(current: State, trigger: Trigger) -> Step:
-    """Apply ``trigger`` to ``current``: a new state, a conflict (terminal), or a no-op."""
+    """Apply ``trigger`` to ``current``: a new state, a conflict (terminal), or a no-op (memoized: it is pure)."""
     target = TRANSITIONS.get((current, trigger))
     if target is not None:
         return Step(target)

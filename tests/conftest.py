@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = ["tests.fixtures_imap"]  # IMAP servers
+pytest_plugins: list[str] = ["tests.fixtures_sandbox", "tests.fixtures_imap"]  # provider simulator, IMAP servers
 
 ROOT = Path(__file__).resolve().parent.parent
 
