@@ -522,7 +522,8 @@ async def run_daemon(settings: Settings, *, once: bool = False) -> int:
             metrics = Metrics()
             endpoint = serve(metrics, settings.metrics.listen)
         provider = await ProviderClient.create(settings)
-        watcher = Watcher(settings, ledger)
+        on_pass = (lambda stats: metrics.mailbox(stats.outcomes, stats.duration_s)) if metrics is not None else None
+        watcher = Watcher(settings, ledger, on_pass=on_pass)
         daemon = Daemon(settings, ledger, provider, watcher, metrics=metrics)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

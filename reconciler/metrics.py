@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -56,13 +57,12 @@ class Metrics:
             self.jobs.labels(state).set(n)
         self.overdue.set(overdue)
 
-    def applied(self, outcomes: Iterable[str]) -> None:
-        for outcome in outcomes:
-            self.notifications.labels(outcome).inc()
-
-    def mailbox(self, duration_s: float, at: float) -> None:
+    def mailbox(self, outcomes: Mapping[str, int], duration_s: float) -> None:
+        """One successful mailbox pass: its duration and what each notification came to."""
+        for outcome, n in outcomes.items():
+            self.notifications.labels(outcome).inc(n)
         self.mailbox_pass.observe(duration_s)
-        self.mailbox_last_success.set(at)
+        self.mailbox_last_success.set(time.time())
 
 
 def serve(metrics: Metrics, listen: str) -> Any:

@@ -14,8 +14,9 @@ import dkim
 import pytest
 
 from reconciler.errors import MailboxError
+from reconciler.imap import open_imap, uid_set
 from reconciler.ledger import Ledger
-from reconciler.mailbox import PassStats, Watcher, open_imap, uid_set
+from reconciler.mailbox import PassStats, Watcher
 from reconciler.sandbox.imapserver import ImapServer
 from reconciler.states import State
 from tests.fixtures_imap import (
