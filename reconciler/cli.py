@@ -410,9 +410,9 @@ def run(ctx: Context, once: bool, log_level: str) -> int:
     settings.require_provider()
     settings.require_mailbox()
     logs.setup(log_level, journal=sdnotify.journal_stream(), secrets=_secrets(settings))
-    from reconciler.daemon import run_daemon
+    from reconciler.service import run as run_service
 
-    return _run(run_daemon(settings, once=once))
+    return _run(run_service(settings, once=once))
 
 
 def _secrets(settings: Settings) -> list[str]:

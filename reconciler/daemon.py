@@ -26,7 +26,7 @@ from reconciler import breaker, sdnotify
 from reconciler.backoff import next_attempt
 from reconciler.clock import iso, utc_now
 from reconciler.codes import Outcome, StatusOutcome
-from reconciler.errors import LedgerError, MailboxError
+from reconciler.errors import LedgerError
 from reconciler.ledger import Change, Job, Ledger
 from reconciler.states import State, Trigger
 
@@ -477,82 +477,3 @@ class Daemon:
     def _watchdog_period(self) -> float:
         interval = sdnotify.watchdog_interval()
         return min(HEARTBEAT_S, interval / 2) if interval else HEARTBEAT_S
-
-
-async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool) -> bool:
-    """Log in to the mailbox; when ``retry``, keep trying with capped backoff until it answers or we stop."""
-    delay = 1.0
-    failing = False
-    while True:
-        try:
-            await watcher.connect()
-        except MailboxError as e:
-            if not retry:
-                raise
-            if not failing:
-                log.warning("mailbox: %s; retrying until it answers", e)
-                failing = True
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-                return False
-            except TimeoutError:
-                delay = min(delay * 2, 60.0)
-            continue
-        if failing:
-            log.info("mailbox: logged in")
-        return True
-
-
-async def run_daemon(settings: Settings, *, once: bool = False) -> int:
-    """Open everything, run, close everything; returns the process exit code."""
-    import signal
-
-    from reconciler.mailbox import Watcher
-    from reconciler.provider import ProviderClient
-
-    ledger = await Ledger.open(settings.ledger.path)
-    provider: ProviderClient | None = None
-    watcher: Watcher | None = None
-    endpoint: Any = None
-    try:
-        metrics = None
-        if settings.metrics.listen:
-            from reconciler.metrics import Metrics, serve
-
-            metrics = Metrics()
-            endpoint = serve(metrics, settings.metrics.listen)
-        provider = await ProviderClient.create(settings)
-        on_pass = (lambda stats: metrics.mailbox(stats.outcomes, stats.duration_s)) if metrics is not None else None
-        watcher = Watcher(settings, ledger, on_pass=on_pass)
-        daemon = Daemon(settings, ledger, provider, watcher, metrics=metrics)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, daemon.stop.set)
-        if not await _connect(watcher, daemon.stop, retry=not once):
-            log.info("reconciler stopped before the mailbox answered")
-            return 0
-        sdnotify.notify("READY=1", "STATUS=ledger open, mailbox logged in")
-        log.info(
-            "reconciler started: ledger %s, mailbox %s/%s",
-            settings.ledger.path,
-            settings.mailbox.host,
-            settings.mailbox.folder,
-        )
-        if once:
-            await daemon.run_once()
-        else:
-            await daemon.run_forever()
-        sdnotify.notify("STOPPING=1")
-        if daemon.fatal is None:
-            await daemon.heartbeat(stopped=not once, once=once)
-        log.info("reconciler stopped: %s", daemon.totals.line())
-        return 1 if daemon.fatal is not None else 0
-    finally:
-        if watcher is not None:
-            await watcher.close()
-        if provider is not None:
-            await provider.aclose()
-        if endpoint is not None:
-            endpoint.shutdown()
-            endpoint.server_close()
-        await ledger.close()
