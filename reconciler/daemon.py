@@ -63,7 +63,7 @@ class Totals:
 
 
 class Daemon:
-    """The loops.  Construct with open resources; :func:`run_daemon` builds and closes them."""
+    """The loops.  Construct with open resources; :func:`reconciler.service.run` builds and closes them."""
 
     def __init__(
         self,

@@ -165,7 +165,11 @@ class _PooledTransport(AsyncTransport):
     def commit_cache(self) -> None:
         if self.wsdl_cache is not None:
             for url, content in self.fetched.items():
-                self.wsdl_cache.add(url, content)  # type: ignore[no-untyped-call]
+                try:
+                    self.wsdl_cache.add(url, content)  # type: ignore[no-untyped-call]
+                except Exception as e:  # a read-only or full state directory: the cache is only a fallback
+                    logger.warning("WSDL cache not updated: %s", _describe(e))
+                    break
         self.fetched.clear()
 
     async def post(self, address: str, message: bytes | str, headers: dict[str, str]) -> httpx.Response:
