@@ -74,3 +74,22 @@ def test_two_hundred_jobs_end_as_the_simulator_intends_then_faults_then_forgery(
     log = stack.log_text()
     assert "reconciler stopped: sent" in log
     assert "Traceback" not in log
+
+
+def test_run_once_converges_for_cron_users(stack: Stack) -> None:
+    uuids = TESTING_UUIDS + generated_uuids(20, seed=8)
+    stack.queue(uuids)
+    runs = 0
+
+    def one_pass() -> bool:
+        nonlocal runs
+        result = stack.run_once()
+        runs += 1
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        return stack.unresolved() == 0
+
+    wait_until(one_pass, 90, "cron-style passes to resolve every job", poll=0.5)
+    assert stack.mismatches() == [] and runs >= 2
+    heartbeat = stack.query("SELECT json_extract(value, '$.mode') FROM facts WHERE key = 'heartbeat'")
+    assert heartbeat == [("once",)]
