@@ -457,7 +457,7 @@ class Daemon:
                 misfire_grace_time=None,
             )
         scheduler.start()
-        watch = asyncio.create_task(self.watcher.watch(self.stop)) if self.watcher is not None else None
+        watch = asyncio.create_task(self._watch()) if self.watcher is not None else None
         try:
             await self.stop.wait()
         finally:
@@ -473,6 +473,24 @@ class Daemon:
                     log.warning("mailbox watcher did not stop within %ss", self.settings.mailbox.timeout_s)
                 except Exception:
                     log.exception("mailbox watcher failed while stopping")
+
+    async def _watch(self) -> None:
+        """The mailbox watcher's task: if it fails, stop like a failed pass (systemd restarts us).
+
+        Nothing else awaits this task until shutdown, so without this a ledger error in a mailbox
+        pass would end the watcher silently while the other loops kept running.
+        """
+        assert self.watcher is not None
+        try:
+            await self.watcher.watch(self.stop)
+        except LedgerError as e:
+            log.critical("watcher: %s; stopping", e)
+            self.fatal = e
+            self.stop.set()
+        except Exception as e:
+            log.exception("mailbox watcher failed; stopping")
+            self.fatal = e
+            self.stop.set()
 
     def _watchdog_period(self) -> float:
         interval = sdnotify.watchdog_interval()
