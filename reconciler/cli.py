@@ -8,6 +8,7 @@ codes 0-3.  Read commands import neither zeep, imapclient nor apscheduler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable
@@ -313,6 +314,8 @@ def acuse(ctx: Context, uuid: str, output: str | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
+    if not output.strip():
+        raise ValidationError("--output: empty file name")
     target = Path(output)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
@@ -377,6 +380,8 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
     if output is None:
         _run(_with_ledger(ctx, lambda ledger: go(ledger, sys.stdout)))
         return
+    if not output.strip():
+        raise ValidationError("--output: empty file name")
     target = Path(output)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
@@ -386,7 +391,8 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
     except OSError as e:
         raise ReconcilerError(f"{output}: {e.strerror}") from e
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. the name was too long to create in the first place
+            tmp.unlink(missing_ok=True)
     click.echo(f"exported {n} jobs to {output}", err=True)
 
 

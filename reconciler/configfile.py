@@ -43,6 +43,8 @@ def read_toml(path: Path, required: bool) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: permission denied") from e
     except IsADirectoryError as e:
         raise ConfigError(f"config file {path}: is a directory") from e
+    except OSError as e:  # a name too long, a loop of symlinks, an I/O error
+        raise ConfigError(f"config file {path}: {e.strerror or e}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path}: invalid TOML: {e}") from e
     except UnicodeDecodeError as e:

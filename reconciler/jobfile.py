@@ -26,6 +26,8 @@ def parse_jobs(lines: Iterable[str], name: str = "<csv>") -> list[JobSpec]:
         raise ValidationError(f"{name}: empty file (expected the header uuid,rfc,motivo,folio_sustitucion)") from None
     except csv.Error as e:
         raise ValidationError(f"{name}: line 1: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ValidationError(f"{name}: line 1: not UTF-8 text ({e.reason})") from e
     cols = [h.strip().lower().lstrip("\ufeff") for h in header]
     unknown = [c for c in cols if c not in COLUMNS]
     missing = [c for c in REQUIRED if c not in cols]
