@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable
@@ -314,15 +315,7 @@ def acuse(ctx: Context, uuid: str, output: str | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
-    if not output.strip():
-        raise ValidationError("--output: empty file name")
-    target = Path(output)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(target)
-    except OSError as e:
-        raise ReconcilerError(f"{output}: {e.strerror}") from e
+    _write_output(output, lambda f: f.write(data))
     click.echo(f"wrote {len(data)} bytes to {output}", err=True)
 
 
@@ -380,20 +373,44 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
     if output is None:
         _run(_with_ledger(ctx, lambda ledger: go(ledger, sys.stdout)))
         return
+
+    def write(f: IO[bytes]) -> int:
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        try:
+            n = _run(_with_ledger(ctx, lambda ledger: go(ledger, text)))
+            text.flush()
+        finally:
+            text.detach()  # the caller closes the file
+        return n
+
+    n = _write_output(output, write)
+    click.echo(f"exported {n} jobs to {output}", err=True)
+
+
+def _write_output(output: str, write: Callable[[IO[bytes]], T]) -> T:
+    """Write a file whole or not at all: a temporary file renamed over the target.
+
+    A target that exists and is not a regular file (``/dev/null``, a FIFO) is written
+    directly: renaming over it would replace the device with a file.
+    """
     if not output.strip():
         raise ValidationError("--output: empty file name")
     target = Path(output)
-    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as f:
-            n = _run(_with_ledger(ctx, lambda ledger: go(ledger, f)))
-        tmp.replace(target)
+        if target.exists() and not target.is_file():
+            with target.open("wb") as f:
+                return write(f)
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            with tmp.open("wb") as f:
+                result = write(f)
+            tmp.replace(target)
+            return result
+        finally:
+            with contextlib.suppress(OSError):  # e.g. the name was too long to create in the first place
+                tmp.unlink(missing_ok=True)
     except OSError as e:
         raise ReconcilerError(f"{output}: {e.strerror}") from e
-    finally:
-        with contextlib.suppress(OSError):  # e.g. the name was too long to create in the first place
-            tmp.unlink(missing_ok=True)
-    click.echo(f"exported {n} jobs to {output}", err=True)
 
 
 # -- the daemon ------------------------------------------------------------------
@@ -528,6 +545,11 @@ def config_check(ctx: Context, as_json: bool) -> int:
     return 0 if all(c.ok for c in checks) else 2
 
 
+def _one_line(error: BaseException) -> str:
+    """Errors are one line even when a user-given name carries a newline."""
+    return str(error).replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main() -> None:
     """Entry point: map reconciler's errors to one line on stderr and an exit code."""
     try:
@@ -539,10 +561,10 @@ def main() -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except (ConfigError, ValidationError) as e:
-        click.echo(f"reconciler: {e}", err=True)
+        click.echo(f"reconciler: {_one_line(e)}", err=True)
         sys.exit(2)
     except ReconcilerError as e:
-        click.echo(f"reconciler: {e}", err=True)
+        click.echo(f"reconciler: {_one_line(e)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

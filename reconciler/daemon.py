@@ -181,19 +181,33 @@ class Daemon:
     # -- submitter ---------------------------------------------------------
 
     async def submit_pass(self) -> int:
-        """Send every job due now; returns how many requests left."""
+        """Send every job due now, keeping the provider's slots busy; returns how many requests left.
+
+        Jobs are claimed in small batches and refilled as replies come back, so one slow
+        reply never leaves the other slots idle.  Until the credentials are proven, one at a time.
+        """
         sent = 0
         async with self._pass("submitter") as go:
             if not go:
                 return 0
             await self.load_breaker()
-            while not self._tripped and not self.stop.is_set():
-                limit = self.settings.provider.max_concurrency * 4 if self._proven else 1
-                jobs = await self.ledger.claim_due(self.clock(), limit)
-                if not jobs:
-                    break
-                results = await asyncio.gather(*(self._submit_one(job) for job in jobs))
-                sent += sum(results)
+            inflight: set[asyncio.Task[int]] = set()
+            exhausted = False
+            try:
+                while True:
+                    width = self.settings.provider.max_concurrency * 2 if self._proven else 1
+                    can_claim = not (exhausted or self._tripped or self.stop.is_set())
+                    if can_claim and len(inflight) <= width // 2:
+                        jobs = await self.ledger.claim_due(self.clock(), width - len(inflight))
+                        exhausted = not jobs
+                        inflight.update(asyncio.create_task(self._submit_one(job)) for job in jobs)
+                    if not inflight:
+                        break
+                    done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                    sent += sum(task.result() for task in done)
+            finally:
+                if inflight:  # an error above: let the calls already made record their replies
+                    await asyncio.gather(*inflight, return_exceptions=True)
         return sent
 
     async def _submit_one(self, job: Job) -> int:

@@ -32,6 +32,8 @@ from reconciler.validation import JobSpec
 __all__ = ["Applied", "Change", "Event", "Job", "Ledger", "SeenMessage"]
 
 _CHUNK = 500  # SQLite host parameters per IN (...) list
+# How long a writer waits for another (the daemon and a CLI import, say) before giving up.
+BUSY_TIMEOUT_MS = 30_000
 _JOB_COLUMNS = (
     "uuid, rfc_emisor, motivo, folio_sustitucion, state, code, message, attempts, next_attempt_at, "
     "created_at, submitted_at, resolved_at, updated_at, claim, check_at, checks, overdue_at, acuse IS NOT NULL"
@@ -116,7 +118,7 @@ class Ledger:
             raise LedgerError(f"ledger {p}: {e}") from e
         ledger = cls(db, p)
         try:
-            await db.execute("PRAGMA busy_timeout = 10000")
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await db.execute("PRAGMA journal_mode = WAL")
             await db.execute("PRAGMA synchronous = FULL")
             await ledger._migrate()

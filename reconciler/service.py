@@ -72,6 +72,8 @@ async def run(settings: Settings, *, once: bool = False) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
+        # A ledger we cannot write (read-only, disk full) must fail here, before READY=1.
+        await daemon.heartbeat(once=once)
         if not await _connect(watcher, daemon.stop, retry=not once):
             log.info("reconciler stopped before the mailbox answered")
             return 0

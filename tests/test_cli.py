@@ -182,3 +182,27 @@ def test_read_commands_do_not_import_heavy_libraries(ledger_env: dict[str, str])
     env = {**__import__("os").environ, **ledger_env}
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60, check=True)
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_export_to_a_non_regular_file_writes_through_it(ledger_env: dict[str, str], tmp_path: Path) -> None:
+    """`-o /dev/null` or a FIFO must not be replaced by a regular file (the temp+rename path)."""
+    import os
+    import threading
+
+    run_cli("submit", U, "--rfc", RFC, env=ledger_env)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    result = run_cli("export", "--format", "jsonl", "-o", str(fifo), env=ledger_env)
+    reader.join(30)
+    assert result.returncode == 0, result.stderr
+    assert fifo.is_fifo()
+    assert json.loads(got[0])["uuid"] == U
+
+
+def test_errors_stay_on_one_line_whatever_the_file_name(ledger_env: dict[str, str]) -> None:
+    result = run_cli("import", "no\nsuch.csv", env=ledger_env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "no\\nsuch.csv" in result.stderr
