@@ -92,12 +92,12 @@ async def make_ledger(path: Path, uuids: list[str]) -> None:
     db.close()
 
 
-def settings(server: ImapServer, ledger: Path) -> Settings:
+def settings(server: ImapServer, ledger: Path, batch_size: int = 500) -> Settings:
     return Settings(
         ledger={"path": ledger},
         mailbox={
             "host": server.host, "port": server.port, "security": "none", "username": USER,
-            "password": PASSWORD, "trust": {"confirm_with_status": False},
+            "password": PASSWORD, "batch_size": batch_size, "trust": {"confirm_with_status": False},
         },
     )  # fmt: skip
 
@@ -105,12 +105,12 @@ def settings(server: ImapServer, ledger: Path) -> Settings:
 # -- the poller, in a child process so its peak RSS is its own ---------------------------------
 
 
-def poller_child(port: int, ledger: str) -> None:
+def poller_child(port: int, ledger: str, batch_size: int) -> None:
     server = ImapServer("dovecot", Path("/nonexistent"), USER, PASSWORD, port)
 
     async def run() -> dict[str, float]:
         opened = await Ledger.open(ledger)
-        watcher = Watcher(settings(server, Path(ledger)), opened)
+        watcher = Watcher(settings(server, Path(ledger), batch_size), opened)
         try:
             started = time.perf_counter()
             await watcher.connect()
@@ -127,9 +127,9 @@ def poller_child(port: int, ledger: str) -> None:
     print(json.dumps(result))
 
 
-def poller(server: ImapServer, ledger: Path) -> dict[str, float]:
+def poller(server: ImapServer, ledger: Path, batch_size: int) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, __file__, "--poller-child", str(server.port), str(ledger)],
+        [sys.executable, __file__, "--poller-child", str(server.port), str(ledger), str(batch_size)],
         capture_output=True, text=True, check=True, timeout=1800,
     )  # fmt: skip
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -235,13 +235,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--notifications", type=int, default=50_000)
     parser.add_argument("--naive", type=int, default=2_000, help="messages in the naive loop's sample")
-    parser.add_argument("--chunk", type=int, default=1000, help="UID range size for the limit")
+    parser.add_argument(
+        "--chunk", type=int, default=1000, help="UID range size for the limit, and the poller's mailbox.batch_size"
+    )
     parser.add_argument("--latency-samples", type=int, default=20)
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
-    parser.add_argument("--poller-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--poller-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.poller_child:
-        poller_child(int(args.poller_child[0]), args.poller_child[1])
+        poller_child(int(args.poller_child[0]), args.poller_child[1], int(args.poller_child[2]))
         return
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="reconcile-bench-"))
@@ -261,7 +263,7 @@ def main() -> None:
         shutil.copy(root / "poller.sqlite3", root / "naive.sqlite3")
         print(f"setup: {time.perf_counter() - t:.1f}s")
 
-        result = poller(servers[0], root / "poller.sqlite3")
+        result = poller(servers[0], root / "poller.sqlite3", args.chunk)
         assert result["ok"] == n, f"only {result['ok']} of {n} jobs resolved"
         poller_rate = n / result["seconds"]
         limit_s, limit_n = limit(servers[1], args.chunk)
@@ -275,7 +277,7 @@ def main() -> None:
     lat = asyncio.run(latency(root, args.latency_samples))
 
     print(
-        f"poller (cold, real Watcher.run_pass): {n:,} in {result['seconds']:.2f}s = {poller_rate:,.0f} notifications/s"
+        f"poller (cold, real Watcher.run_pass, batch_size {args.chunk}): {n:,} in {result['seconds']:.2f}s = {poller_rate:,.0f} notifications/s"
     )
     print(
         f"limit  (imapclient bulk, {args.chunk}-UID ranges): {n:,} in {limit_s:.2f}s = {limit_rate:,.0f} notifications/s"
