@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from functools import cache
@@ -64,9 +64,16 @@ def _transition_json(before: State | None, after: State | None, trigger: Trigger
     return _dumps({"from": str(before), "to": str(after), "trigger": str(trigger)})
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+async def _select_in(
+    db: aiosqlite.Connection, sql: str, keys: Sequence[Any], params: Sequence[Any] = ()
+) -> list[sqlite3.Row]:
+    """``sql`` with its ``IN ({})`` filled by ``keys``, in chunks under SQLite's parameter limit."""
+    rows: list[sqlite3.Row] = []
+    for i in range(0, len(keys), _CHUNK):
+        chunk = keys[i : i + _CHUNK]
+        async with db.execute(sql.format(",".join("?" * len(chunk))), [*params, *chunk]) as cur:
+            rows.extend(await cur.fetchall())
+    return rows
 
 
 def _prepare_file(p: Path, create: bool) -> None:
@@ -191,11 +198,8 @@ class Ledger:
         """Queue new jobs in one transaction; UUIDs already present are reported, not changed."""
         at = iso(now)
         async with self._tx() as db:
-            existing: set[str] = set()
-            for chunk in _chunks([s.uuid for s in specs]):
-                marks = ",".join("?" * len(chunk))
-                async with db.execute(f"SELECT uuid FROM jobs WHERE uuid IN ({marks})", chunk) as cur:
-                    existing.update(r[0] for r in await cur.fetchall())
+            rows = await _select_in(db, "SELECT uuid FROM jobs WHERE uuid IN ({})", [s.uuid for s in specs])
+            existing = {r[0] for r in rows}
             new = [s for s in specs if s.uuid not in existing]
             await db.executemany(
                 "INSERT INTO jobs (uuid, rfc_emisor, motivo, folio_sustitucion, state, created_at, updated_at,"
@@ -281,12 +285,10 @@ class Ledger:
         at = iso(now)
         results: list[Step] = []
         async with self._tx() as db:
-            states: dict[str, State] = {}
-            uuids = sorted({c.uuid for c in changes})
-            for chunk in _chunks(uuids):
-                marks = ",".join("?" * len(chunk))
-                async with db.execute(f"SELECT uuid, state FROM jobs WHERE uuid IN ({marks})", chunk) as cur:
-                    states.update((r[0], State(r[1])) for r in await cur.fetchall())
+            rows = await _select_in(
+                db, "SELECT uuid, state FROM jobs WHERE uuid IN ({})", sorted({c.uuid for c in changes})
+            )
+            states = {r[0]: State(r[1]) for r in rows}
             events: list[tuple[str, str, str, str, str]] = []
             for change in changes:
                 current = states.get(change.uuid)
@@ -362,11 +364,8 @@ class Ledger:
                 "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, 'transition', 'submitter', ?)",
                 [(u, at, detail) for u in uuids],
             )
-            jobs: list[Job] = []
-            for chunk in _chunks(uuids):
-                marks = ",".join("?" * len(chunk))
-                async with db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE uuid IN ({marks})", chunk) as cur:
-                    jobs.extend(Job.from_row(r) for r in await cur.fetchall())
+            rows = await _select_in(db, f"SELECT {_JOB_COLUMNS} FROM jobs WHERE uuid IN ({{}})", uuids)
+            jobs = [Job.from_row(r) for r in rows]
         order = {u: i for i, u in enumerate(uuids)}
         return sorted(jobs, key=lambda j: order[j.uuid])
 
@@ -418,33 +417,22 @@ class Ledger:
         """Apply one batch of notifications exactly once and advance the checkpoint, in one transaction."""
         at = iso(now)
         async with self._tx() as db:
-            known: set[int] = set()
-            for chunk in _chunks([m.uid for m in messages]):
-                marks = ",".join("?" * len(chunk))
-                async with db.execute(
-                    f"SELECT uid FROM messages WHERE folder = ? AND uidvalidity = ? AND uid IN ({marks})",
-                    [folder, uidvalidity, *chunk],
-                ) as cur:
-                    known.update(r[0] for r in await cur.fetchall())
+            known_sql = "SELECT uid FROM messages WHERE folder = ? AND uidvalidity = ? AND uid IN ({})"
+            rows = await _select_in(db, known_sql, [m.uid for m in messages], (folder, uidvalidity))
+            known = {r[0] for r in rows}
             fresh = [m for m in messages if m.uid not in known]
-            jobs: dict[str, JobView] = {}
-            for chunk in _chunks(sorted({m.uuid for m in fresh if m.uuid})):
-                marks = ",".join("?" * len(chunk))
-                async with db.execute(f"SELECT uuid, state, claim FROM jobs WHERE uuid IN ({marks})", chunk) as cur:
-                    jobs.update((r[0], JobView(State(r[1]), r[2])) for r in await cur.fetchall())
-            applied_ids: set[str] = set()
-            for chunk in _chunks(sorted({m.message_id for m in fresh if m.message_id})):
-                marks = ",".join("?" * len(chunk))
-                async with db.execute(
-                    "SELECT message_id FROM messages WHERE outcome IN ('applied', 'claimed') "
-                    f"AND message_id IN ({marks})",
-                    chunk,
-                ) as cur:
-                    applied_ids.update(r[0] for r in await cur.fetchall())
+            job_sql = "SELECT uuid, state, claim FROM jobs WHERE uuid IN ({})"
+            rows = await _select_in(db, job_sql, sorted({m.uuid for m in fresh if m.uuid}))
+            jobs = {r[0]: JobView(State(r[1]), r[2]) for r in rows}
+            applied_sql = (
+                "SELECT message_id FROM messages WHERE outcome IN ('applied', 'claimed') AND message_id IN ({})"
+            )
+            rows = await _select_in(db, applied_sql, sorted({m.message_id for m in fresh if m.message_id}))
+            applied_ids = {r[0] for r in rows}
             decisions = plan(fresh, jobs, applied_ids, confirm_with_status)
             updates: list[tuple[Any, ...]] = []
             events: list[tuple[Any, ...]] = []
-            rows: list[tuple[Any, ...]] = []
+            records: list[tuple[Any, ...]] = []
             for d in decisions:
                 m = d.message
                 detail = {
@@ -484,7 +472,7 @@ class Ledger:
                         events.append(
                             (m.uuid, at, "transition", "mailbox", _transition_json(d.before, d.after, d.trigger))
                         )
-                rows.append((folder, uidvalidity, m.uid, m.message_id, m.uuid, m.status, d.outcome, int(d.mark), at))
+                records.append((folder, uidvalidity, m.uid, m.message_id, m.uuid, m.status, d.outcome, int(d.mark), at))
             await db.executemany(
                 "UPDATE jobs SET state = ?, updated_at = ?, resolved_at = coalesce(?, resolved_at),"
                 " claim = coalesce(?, claim), check_at = coalesce(?, check_at), message = ? WHERE uuid = ?",
@@ -494,7 +482,7 @@ class Ledger:
             await db.executemany(
                 "INSERT INTO messages (folder, uidvalidity, uid, message_id, uuid, status, outcome, mark, seen_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                records,
             )
             await db.execute(
                 "INSERT INTO mailbox_state (folder, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?) "
