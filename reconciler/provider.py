@@ -22,11 +22,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import importlib.util
 import logging
 import math
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,12 +58,6 @@ from reconciler.validation import JobSpec
 
 logger = logging.getLogger(__name__)
 
-# httpcore runs ``import sniffio`` for every lock it sets up, several per request.  httpx 0.28 no
-# longer depends on sniffio; when it is absent each failed import searches sys.path again, which
-# was a quarter of the client's CPU per call.  Recording the absence makes the failure immediate;
-# installing sniffio makes this line a no-op.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 # Connections per httpx pool.  httpcore scans every connection of a pool (and every queued
 # request) each time a request starts or ends, so the cost per call grows with the pool; several
