@@ -136,9 +136,11 @@ def _view(counts: dict[str, int], progress: Progress) -> Group:
 
 async def _drive(settings: Settings, uuids: list[str], forged: str, console: Console) -> tuple[list[str], str | None]:
     ledger = await Ledger.open(settings.ledger.path)
-    provider = await ProviderClient.create(settings)
-    watcher = Watcher(settings, ledger)
+    provider: ProviderClient | None = None
+    watcher: Watcher | None = None
     try:
+        provider = await ProviderClient.create(settings)
+        watcher = Watcher(settings, ledger)
         await ledger.add_jobs([job_spec(u, RFC) for u in uuids], utc_now(), source="demo")
         await watcher.connect()
         daemon = Daemon(settings, ledger, provider, watcher)
@@ -167,8 +169,10 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
         reasons = [str(e.detail.get("reason")) for e in await ledger.events(forged) if e.kind == "untrusted"]
         return mismatches, (reasons[0] if reasons else None)
     finally:
-        await watcher.close()
-        await provider.aclose()
+        if watcher is not None:
+            await watcher.close()
+        if provider is not None:
+            await provider.aclose()
         await ledger.close()
 
 
