@@ -91,6 +91,8 @@ class Daemon:
         # Until one call proves the credentials, send one request at a time: a wrong
         # password then costs one failed login, not max_concurrency of them.
         self._proven = False
+        self._breaker_seen: Any = None
+        self._breaker_same = False
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -140,12 +142,22 @@ class Daemon:
         return len(uuids)
 
     async def load_breaker(self) -> None:
-        """Open the breaker if the ledger says so, unless the credentials changed since it tripped."""
+        """Open the breaker if the ledger says so, unless the credentials changed since it tripped.
+
+        A breaker closed here (``reconciler resume``, or new credentials) sends one request at a
+        time again until a reply proves the credentials.
+        """
         fact = (await self.ledger.facts()).get("breaker")
         if fact is None:
+            if self._tripped:
+                self._proven = False
             self._tripped = False
             return
-        if breaker.same_credentials(fact, *self._credentials):
+        # The fingerprint is a slow hash: compare once per breaker fact, not on every pass.
+        if fact.get("recorded_at") != self._breaker_seen:
+            self._breaker_seen = fact.get("recorded_at")
+            self._breaker_same = await asyncio.to_thread(breaker.same_credentials, fact, *self._credentials)
+        if self._breaker_same:
             if not self._tripped:
                 log.error(
                     "submissions stopped: provider code %s (%s) at %s; fix the account, then `reconciler resume`",
@@ -161,14 +173,17 @@ class Daemon:
         )
         log.info("circuit breaker cleared: the provider credentials changed since it tripped")
         self._tripped = False
+        self._proven = False
 
     async def _trip(self, code: int | None, message: str, meaning: str) -> None:
         if self._tripped:
             return
         self._tripped = True
-        fact = {"code": code, "message": message[:200], "meaning": meaning, **breaker.fingerprint(*self._credentials)}
+        print_ = await asyncio.to_thread(breaker.fingerprint, *self._credentials)  # a slow hash: off the loop
+        fact = {"code": code, "message": message[:200], "meaning": meaning, **print_}
         now = self.clock()
         await self.ledger.set_fact("breaker", fact, now)
+        self._breaker_seen, self._breaker_same = iso(now), True
         await self.ledger.record_event(
             None, "breaker", "daemon", {"action": "opened", "code": code, "meaning": meaning}, now
         )

@@ -208,3 +208,25 @@ async def test_overdue_jobs_are_flagged_once(rig_factory: Callable[..., Awaitabl
     await rig.daemon.chase_pass()
     assert (await rig.ledger.get_job(u)).overdue
     assert await rig.ledger.overdue_count() == 1 and await rig.ledger.event_count("overdue") == 1
+
+
+async def test_after_resume_only_one_request_goes_out_until_one_succeeds(
+    rig_factory: Callable[..., Awaitable[Rig]], sandbox: Sandbox
+) -> None:
+    """An account that was fine, trips on 602 (blocked), is resumed while still blocked: one more
+    request, not a burst of max_concurrency, before the breaker opens again."""
+    rig = await rig_factory(sandbox)
+    await rig.add(*(ok_uuid() for _ in range(5)))
+    assert await rig.daemon.submit_pass() == 5  # the credentials are proven
+    blocked = [ok_uuid() for _ in range(40)]
+    for u in blocked:
+        sandbox.service.override(u, 602, "cuenta bloqueada")
+    await rig.add(*blocked)
+    await rig.daemon.submit_pass()
+    assert "breaker" in await rig.ledger.facts()
+    before = len([e for e in sandbox.record.entries() if e.code == 602])
+    assert await rig.ledger.clear_fact("breaker")  # what `reconciler resume` does
+    assert await rig.daemon.submit_pass() == 1
+    after = len([e for e in sandbox.record.entries() if e.code == 602])
+    assert after == before + 1
+    assert "breaker" in await rig.ledger.facts()
