@@ -22,13 +22,14 @@ import click
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, JobNotFoundError, ReconcilerError, ValidationError
+from reconciler.states import State
 
 if TYPE_CHECKING:
     from reconciler.config import Settings
     from reconciler.ledger import Job, Ledger
 
 T = TypeVar("T")
-STATES = ("queued", "submitting", "awaiting", "ok", "error", "rejected")
+STATES = tuple(str(s) for s in State)
 CONFLICT_WINDOW = timedelta(hours=72)
 
 
@@ -161,7 +162,6 @@ def import_(ctx: Context, file: str, as_json: bool) -> None:
 @click.pass_obj
 def status(ctx: Context, uuid: str | None, state: str | None, limit: int, as_json: bool) -> None:
     """A table of jobs, or one job with its event history."""
-    from reconciler.states import State
 
     if uuid is not None:
         from reconciler.validation import parse_uuid
@@ -332,7 +332,6 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
     import csv
 
     from reconciler.clock import iso, parse_iso
-    from reconciler.states import State
 
     since_iso = None
     if since is not None:

@@ -18,7 +18,7 @@ import os
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,6 @@ class Totals:
     confirmed: int = 0
     status_calls: int = 0
     requeued: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         return (
@@ -432,7 +431,6 @@ class Daemon:
             now,
         )
         counts = await self.ledger.counts()
-        self.totals.counts = counts
         if self.metrics is not None:
             self.metrics.counts(counts, await self.ledger.overdue_count())
             self.metrics.breaker.set(1 if self._tripped else 0)
