@@ -126,7 +126,7 @@ class Ledger:
         ledger = cls(db, p)
         try:
             await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await db.execute("PRAGMA journal_mode = WAL")
+            await ledger._use_wal()
             await db.execute("PRAGMA synchronous = FULL")
             await ledger._migrate()
         except sqlite3.Error as e:
@@ -136,6 +136,28 @@ class Ledger:
             await db.close()
             raise
         return ledger
+
+    async def _use_wal(self) -> None:
+        """Switch a new file to WAL (persistent, so once per ledger).
+
+        The switch needs the file to itself and SQLite answers "database is locked" at once,
+        without its busy handler, when another process opens the same new ledger at the same
+        moment (the daemon and a CLI import, say): retry within the busy timeout.
+        """
+        deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_MS / 1000
+        delay = 0.01
+        while True:
+            try:
+                async with self._db.execute("PRAGMA journal_mode = WAL") as cur:
+                    row = await cur.fetchone()
+                if row is not None and str(row[0]).lower() == "wal":
+                    return
+                raise sqlite3.OperationalError(f"journal mode stays {row[0] if row else '?'}, not wal")
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
     async def _migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cur:
