@@ -106,6 +106,8 @@ class Stack:
             return []
         db = sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True, timeout=30)
         try:
+            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                return []  # the daemon has created the file but not yet committed its schema
             return db.execute(sql, tuple(params)).fetchall()
         finally:
             db.close()
