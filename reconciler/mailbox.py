@@ -11,10 +11,13 @@ the event loop never blocks on the network. A pass:
 3. per batch of ``batch_size`` UIDs, fetches only the header fields it needs
    with ``UID FETCH first:last BODY.PEEK[HEADER.FIELDS (...)]`` (an explicit
    range: imapclient's ``fetch()`` would expand it into a UID list that soon
-   exceeds Dovecot's 64 KB command line), parses and judges them on the worker
-   thread, and commits the batch with one ``Ledger.apply_messages`` while the
-   worker already fetches the next one;
-4. marks what the ledger says to mark, only after the commit: ``\\Seen``, or a
+   exceeds Dovecot's 64 KB command line) on the IMAP thread, and parses and
+   judges them on a second thread, up to ``_FETCH_AHEAD`` batches ahead of the
+   ledger so the server never waits for us;
+4. commits with one ``Ledger.apply_messages`` per group: whatever batches are
+   ready when the ledger is free go into one transaction (group commit), so a
+   large backlog costs few commits and a single new mail still costs one;
+5. marks what the ledger says to mark, only after the commit: ``\\Seen``, or a
    move to ``processed_folder`` (MOVE, else COPY + ``\\Deleted`` + UID EXPUNGE).
 
 Mail without ``X-SFService`` is never touched.
@@ -29,7 +32,7 @@ import random
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +58,8 @@ IDLE_CHECK_S = 0.5  # how often a thread in IDLE looks at the stop flag
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 300.0
 _FULL_FETCH_CHUNK = 25  # whole messages fetched at once for DKIM: bounds memory with attachments
+_FETCH_AHEAD = 3  # header batches fetched ahead of the ledger: keeps the server busy, bounds memory
+_GROUP_MAX = 5000  # notifications committed in one transaction at most when batches queue up
 _LOG_LIMIT = 20  # untrusted/malformed warnings per pass before summarising
 
 
@@ -104,6 +109,7 @@ class Watcher:
         self._fetch_items = f"(UID BODY.PEEK[HEADER.FIELDS ({' '.join(fields).upper()})])"
         self._client: IMAPClient | None = None
         self._io: ThreadPoolExecutor | None = None
+        self._parse_pool: ThreadPoolExecutor | None = None
         self._caps: frozenset[bytes] = frozenset()
         self._stop_flag = threading.Event()
 
@@ -135,6 +141,9 @@ class Watcher:
 
     async def close(self) -> None:
         """Log out (best effort) and stop the worker thread."""
+        parser, self._parse_pool = self._parse_pool, None
+        if parser is not None:
+            parser.shutdown(wait=False)
         io, self._io = self._io, None
         if io is None:
             return
@@ -206,36 +215,43 @@ class Watcher:
         batches = [uids[i : i + self._mb.batch_size] for i in range(0, len(uids), self._mb.batch_size)]
 
         outcomes: Counter[str] = Counter()
-        fetched = notifications = marked = 0
+        fetched = notifications = 0
         warned = [0]
-        next_fetch = self._submit(self._fetch_batch, batches[0]) if batches else None
-        mark_job: asyncio.Future[None] | None = None
+        pending_batches = iter(batches)
+        loads: deque[asyncio.Task[_Batch]] = deque()
+        marks: list[asyncio.Future[None]] = []
         done_marks: list[int] = []  # recorded in the ledger once per pass; a crash leaves them to pending_marks
+
+        def top_up() -> None:  # keep the IMAP connection busy: fetches run ahead of parsing and the ledger
+            while len(loads) < _FETCH_AHEAD and (uids_ := next(pending_batches, None)) is not None:
+                loads.append(asyncio.ensure_future(self._load(uids_)))
+
         try:
-            for i in range(len(batches)):
-                assert next_fetch is not None
-                batch = await next_fetch
-                next_fetch = self._submit(self._fetch_batch, batches[i + 1]) if i + 1 < len(batches) else None
-                if mark_job is not None:  # queued before the fetch above, so it has already run
-                    await mark_job
-                    mark_job = None
-                fetched += batch.fetched
-                notifications += len(batch.seen)
+            top_up()
+            while loads:
+                group = [await loads.popleft()]
+                # Group commit: what has already arrived meanwhile goes into the same transaction.
+                while loads and loads[0].done() and sum(len(b.seen) for b in group) < _GROUP_MAX:
+                    group.append(loads.popleft().result())
+                top_up()
+                seen = [m for b in group for m in b.seen]
+                fetched += sum(b.fetched for b in group)
+                notifications += len(seen)
                 applied = await self._ledger.apply_messages(
-                    folder, uidvalidity, batch.seen, batch.last_uid, self._clock(), self._trust.confirm_with_status
+                    folder, uidvalidity, seen, group[-1].last_uid, self._clock(), self._trust.confirm_with_status
                 )
                 outcomes.update(a.outcome for a in applied)
-                self._report(batch.seen, applied, warned)
+                self._report(seen, applied, warned)
                 to_mark = [a.uid for a in applied if a.mark]
-                if to_mark:
-                    mark_job = self._submit(self._mark, to_mark)
+                if to_mark:  # only after the commit above; queued behind the fetches already in flight
+                    marks.append(self._submit(self._mark, to_mark))
                     done_marks.extend(to_mark)
-            if mark_job is not None:
-                await mark_job
-                mark_job = None
+            for mark in marks:
+                await mark
         finally:
-            for future in (next_fetch, mark_job):
-                if future is not None and not future.done():
+            unfinished: list[asyncio.Future[Any]] = [*loads, *marks]
+            for future in unfinished:
+                if not future.done():
                     future.cancel()
         if done_marks:
             await self._ledger.set_marked(folder, uidvalidity, done_marks)
@@ -292,9 +308,20 @@ class Watcher:
         found = self._need().search(["UID", f"{last + 1}:*"])
         return sorted(u for u in found if u > last)  # "n:*" always includes the highest UID, even below n
 
-    def _fetch_batch(self, uids: list[int]) -> _Batch:
+    async def _load(self, uids: list[int]) -> _Batch:
+        """Fetch one batch's headers on the IMAP thread, then judge them on the parser thread."""
+        headers = await self._submit(self._fetch_headers, uids[0], uids[-1])
+        loop = asyncio.get_running_loop()
+        seen, candidates = await loop.run_in_executor(self._parser(), self._classify, headers)
+        for i in range(0, len(candidates), _FULL_FETCH_CHUNK):  # verify_dkim: whole messages, a few at a time
+            chunk = candidates[i : i + _FULL_FETCH_CHUNK]
+            bodies = await self._submit(self._fetch_whole, [uid for uid, _ in chunk])
+            seen.extend(await loop.run_in_executor(self._parser(), self._verify, chunk, bodies))
+        seen.sort(key=lambda m: m.uid)
+        return _Batch(uids[-1], len(headers), seen)
+
+    def _fetch_headers(self, first: int, last: int) -> dict[int, bytes]:
         client = self._need()
-        first, last = uids[0], uids[-1]
         typ, data = client._imap.uid("FETCH", f"{first}:{last}", self._fetch_items)
         if typ != "OK":
             raise MailboxError(f"mailbox {self._mb.host}: UID FETCH {first}:{last} refused: {describe(data)}")
@@ -302,14 +329,17 @@ class Watcher:
         if headers is None:  # a layout the fast path does not know: imapclient's full parser
             response = parse_fetch_response([d for d in data if d is not None], False, True)
             headers = {uid: body for uid, item in response.items() if (body := _body(item)) is not None}
+        return {uid: body for uid, body in headers.items() if first <= uid <= last}  # drop unsolicited FETCHes
+
+    def _fetch_whole(self, uids: list[int]) -> dict[int, bytes]:
+        found = self._need().fetch(uids, ["BODY.PEEK[]"])
+        return {uid: raw for uid in uids if isinstance(raw := found.get(uid, {}).get(b"BODY[]"), bytes)}
+
+    def _classify(self, headers: Mapping[int, bytes]) -> tuple[list[SeenMessage], list[tuple[int, Notification]]]:
+        """Parse and judge header blocks: the verdicts, and the trusted ones still owing a DKIM check."""
         seen: list[SeenMessage] = []
         candidates: list[tuple[int, Notification]] = []
-        count = 0
-        for uid in sorted(headers):
-            if not first <= uid <= last:
-                continue  # an unsolicited FETCH for another message
-            header = headers[uid]
-            count += 1
+        for uid, header in headers.items():
             parsed = parse(header)
             if isinstance(parsed, NotNotification):
                 continue
@@ -326,15 +356,19 @@ class Watcher:
                 candidates.append((uid, parsed))
             else:
                 seen.append(_seen(uid, parsed, verdict.trusted, verdict.reason))
-        for i in range(0, len(candidates), _FULL_FETCH_CHUNK):
-            chunk = candidates[i : i + _FULL_FETCH_CHUNK]
-            bodies = client.fetch([uid for uid, _ in chunk], ["BODY.PEEK[]"])
-            for uid, notification in chunk:
-                raw = bodies.get(uid, {}).get(b"BODY[]")
-                verdict = assess(notification, self._trust, raw, dnsfunc=self._dnsfunc)
-                seen.append(_seen(uid, notification, verdict.trusted, verdict.reason))
-        seen.sort(key=lambda m: m.uid)
-        return _Batch(last, count, seen)
+        return seen, candidates
+
+    def _verify(self, chunk: Sequence[tuple[int, Notification]], bodies: Mapping[int, bytes]) -> list[SeenMessage]:
+        out: list[SeenMessage] = []
+        for uid, notification in chunk:
+            verdict = assess(notification, self._trust, bodies.get(uid), dnsfunc=self._dnsfunc)
+            out.append(_seen(uid, notification, verdict.trusted, verdict.reason))
+        return out
+
+    def _parser(self) -> ThreadPoolExecutor:
+        if self._parse_pool is None:
+            self._parse_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mailparse")
+        return self._parse_pool
 
     def _mark(self, uids: list[int]) -> None:
         client = self._need()

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -206,16 +205,17 @@ async def test_server_restart_in_the_middle_of_a_pass(dovecot: ImapServer, ledge
     for u in uuids:
         dovecot.deliver(notification(u))
     dovecot.start()
-    calls = 0
 
-    def clock() -> datetime:  # called once per committed batch: restart the server at the third
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            dovecot.restart()
-        return datetime.now(UTC)
+    class RestartingWatcher(Watcher):  # the server goes down just as the third batch is fetched
+        fetches = 0
 
-    watcher = Watcher(settings_for(dovecot, ledger.path, batch_size=100), ledger, clock=clock)
+        def _fetch_headers(self, first: int, last: int) -> dict[int, bytes]:
+            self.fetches += 1
+            if self.fetches == 3:
+                dovecot.restart()
+            return super()._fetch_headers(first, last)
+
+    watcher = RestartingWatcher(settings_for(dovecot, ledger.path, batch_size=100), ledger)
     try:
         with pytest.raises(MailboxError):
             await watcher.run_pass()
