@@ -34,6 +34,17 @@ __all__ = ["Applied", "Change", "Event", "Job", "Ledger", "SeenMessage"]
 _CHUNK = 500  # SQLite host parameters per IN (...) list
 # How long a writer waits for another (the daemon and a CLI import, say) before giving up.
 BUSY_TIMEOUT_MS = 30_000
+# A mailbox pass commits thousands of notifications at a time, each touching random pages of
+# the jobs table and of three indexes: a 16 MiB page cache (SQLite's default is 2 MiB) stops
+# those pages being spilled and re-read mid-transaction, and checkpointing every 40 MiB of WAL
+# instead of every 4 MiB copies each hot page back once instead of many times. Measured with
+# bench/reconcile.py: the ledger's side of a 50,000-notification pass drops by a quarter.
+# The WAL file is truncated back to 64 MiB after a checkpoint.
+_TUNING = (
+    "PRAGMA cache_size = -16384",
+    "PRAGMA wal_autocheckpoint = 10000",
+    "PRAGMA journal_size_limit = 67108864",
+)
 _JOB_COLUMNS = (
     "uuid, rfc_emisor, motivo, folio_sustitucion, state, code, message, attempts, next_attempt_at, "
     "created_at, submitted_at, resolved_at, updated_at, claim, check_at, checks, overdue_at, acuse IS NOT NULL"
@@ -55,8 +66,11 @@ _SETTABLE = frozenset(
 )
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)  # one, not one per call
+
+
 def _dumps(detail: Mapping[str, Any]) -> str:
-    return json.dumps(detail, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODER.encode(detail)
 
 
 @cache
@@ -128,6 +142,8 @@ class Ledger:
             await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await ledger._use_wal()
             await db.execute("PRAGMA synchronous = FULL")
+            for pragma in _TUNING:
+                await db.execute(pragma)
             await ledger._migrate()
         except sqlite3.Error as e:
             await db.close()
