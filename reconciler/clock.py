@@ -17,7 +17,7 @@ def iso(when: datetime) -> str:
     """Fixed-width UTC ISO-8601 with milliseconds and a ``Z``; naive datetimes are refused."""
     if when.tzinfo is None:
         raise ValueError("naive datetime: times in reconciler are always timezone-aware")
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return when.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def parse_iso(text: str) -> datetime:

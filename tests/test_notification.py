@@ -15,6 +15,8 @@ from reconciler.notification import (
     Malformed,
     Notification,
     NotNotification,
+    _parse_date,
+    _parse_date_stdlib,
     _parsed_headers,
     _simple_headers,
     parse,
@@ -293,3 +295,22 @@ def test_simple_split_takes_the_common_case() -> None:
     data = notification(U).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
     assert _simple_headers(data.replace("Solución".encode(), b"Solucion")) is not None
     assert _simple_headers(b"From: a\nb: c\r\n\r\n") is None  # bare LF: the full parser decides
+
+
+_digits = st.integers(0, 99).map(lambda n: f"{n:02d}")
+_dates = st.builds(
+    lambda day, mon, year, h, m, sec, sign, oh, om, name: f"{name}{day} {mon} {year} {h}:{m}:{sec} {sign}{oh}{om}",
+    st.integers(0, 40).map(str),
+    st.sampled_from(["Jan", "feb", "MAR", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Foo"]),
+    st.one_of(st.integers(0, 9999).map(lambda y: f"{y:04d}"), st.sampled_from(["9999", "1000", "0999", "0068"])),
+    _digits, _digits, _digits,
+    st.sampled_from("+-"),
+    st.integers(0, 30).map(lambda n: f"{n:02d}"), _digits,
+    st.sampled_from(["", "Mon, ", "Xyz, "]),
+)  # fmt: skip
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_dates)
+def test_fast_date_reading_matches_the_standard_library(value: str) -> None:
+    assert _parse_date(value) == _parse_date_stdlib(value)
