@@ -158,7 +158,7 @@ def _simple_headers(data: bytes) -> dict[str, list[str]] | None:
 
 
 def _add_field(headers: dict[str, list[str]], lines: list[str]) -> None:
-    """What ``_POLICY.header_source_parse`` makes of these lines (each CRLF-terminated), inlined."""
+    """What ``_POLICY.header_source_parse`` makes of one field's lines (split at CRLF), inlined."""
     name, _, first = lines[0].partition(":")
     if len(lines) == 1:  # the common case; ``first`` holds no CR or LF to strip
         value = first.lstrip(" \t")
@@ -270,7 +270,8 @@ _MONTHS = {
     m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)
 }
 _PLAIN_DATE = re.compile(
-    r"(?:[A-Za-z]{3}, )?(\d{1,2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})"
+    r"(?:[A-Za-z]{3}, )?(\d{1,2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})",
+    re.ASCII,  # other scripts' digits go to the standard library
 )
 
 
