@@ -1,18 +1,21 @@
 """How fast the mailbox poller reconciles a big mailbox, against the imapclient limit and a naive loop.
 
 A Dovecot mailbox with 50,000 notifications plus 10% unrelated mail and a ledger of 50,000 awaiting
-jobs. Measures, each on its own cold copy of the mailbox:
+jobs. Measures, in ``--rounds`` alternated rounds (medians reported), each on its own cold copy of
+the mailbox and the ledger:
 
 * the poller: one pass of the real ``Watcher.run_pass`` (first access to the fresh mailbox included)
   in a child process, until every job is resolved; its peak RSS;
 * the limit: imapclient's fastest bulk header fetch (UID ranges, only the needed header fields)
   with the jobs resolved by one ``executemany`` in one transaction, on a copy of the same ledger;
-* the naive loop: ``RFC822`` per message, parsed whole, committed per message (a sample, extrapolated);
+
+then, on the last round's limit server, the naive loop: ``RFC822`` per message, parsed whole,
+committed per message (a sample, extrapolated);
 
 then the time from a notification's APPEND to its job reaching ``ok`` while the watcher IDLEs.
 Targets: poller >= 80% of the limit, >= 50x the naive loop, peak RSS < 100 MB, latency < 2 s.
 
-Run: .venv/bin/python bench/reconcile.py [--notifications 50000] [--naive 2000] [--keep DIR]
+Run: .venv/bin/python bench/reconcile.py [--notifications 50000] [--chunk 1000] [--rounds 3] [--keep DIR]
 """
 
 from __future__ import annotations
