@@ -85,8 +85,7 @@ async def _select_in(
     rows: list[sqlite3.Row] = []
     for i in range(0, len(keys), _CHUNK):
         chunk = keys[i : i + _CHUNK]
-        async with db.execute(sql.format(",".join("?" * len(chunk))), [*params, *chunk]) as cur:
-            rows.extend(await cur.fetchall())
+        rows.extend(await db.execute_fetchall(sql.format(",".join("?" * len(chunk))), [*params, *chunk]))
     return rows
 
 
@@ -451,8 +450,12 @@ class Ledger:
         last_uid: int,
         now: datetime,
         confirm_with_status: bool,
+        marked_uid: int = 0,
     ) -> list[Applied]:
-        """Apply one batch of notifications exactly once and advance the checkpoint, in one transaction."""
+        """Apply one batch of notifications exactly once and advance the checkpoint, in one transaction.
+
+        ``marked_uid`` advances the mark watermark as :meth:`set_marked` does, in the same write.
+        """
         at = iso(now)
         async with self._tx() as db:
             known_sql = "SELECT uid FROM messages WHERE folder = ? AND uidvalidity = ? AND uid IN ({})"
@@ -522,29 +525,36 @@ class Ledger:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 records,
             )
-            await db.execute(
-                "INSERT INTO mailbox_state (folder, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (folder) DO UPDATE SET last_uid = CASE WHEN uidvalidity = excluded.uidvalidity "
+            await db.execute(  # a new UIDVALIDITY starts both UID counters afresh
+                "INSERT INTO mailbox_state (folder, uidvalidity, last_uid, marked_uid, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (folder) DO UPDATE SET "
+                "last_uid = CASE WHEN uidvalidity = excluded.uidvalidity "
                 "THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END, "
+                "marked_uid = CASE WHEN uidvalidity = excluded.uidvalidity "
+                "THEN max(marked_uid, excluded.marked_uid) ELSE excluded.marked_uid END, "
                 "uidvalidity = excluded.uidvalidity, updated_at = excluded.updated_at",
-                (folder, uidvalidity, last_uid, at),
+                (folder, uidvalidity, last_uid, marked_uid, at),
             )
         result = [Applied(d.message.uid, d.outcome, d.message.uuid, d.mark) for d in decisions]
         result.extend(Applied(m.uid, "duplicate", m.uuid, False) for m in messages if m.uid in known)
         return result
 
     async def pending_marks(self, folder: str, uidvalidity: int) -> list[int]:
+        """UIDs committed as needing a mark (``\\Seen`` or a move) above the folder's mark watermark."""
         rows = await self._all(
-            "SELECT uid FROM messages WHERE folder = ? AND uidvalidity = ? AND mark = 1 AND marked = 0 ORDER BY uid",
+            "SELECT m.uid FROM messages m JOIN mailbox_state s ON s.folder = m.folder "
+            "AND s.uidvalidity = m.uidvalidity WHERE m.folder = ? AND m.uidvalidity = ? AND m.mark = 1 "
+            "AND m.uid > s.marked_uid ORDER BY m.uid",
             (folder, uidvalidity),
         )
         return [int(r[0]) for r in rows]
 
-    async def set_marked(self, folder: str, uidvalidity: int, uids: Sequence[int]) -> None:
+    async def set_marked(self, folder: str, uidvalidity: int, upto: int) -> None:
+        """Record that every UID up to ``upto`` needing a mark has had it (the watermark only rises)."""
         async with self._tx() as db:
-            await db.executemany(
-                "UPDATE messages SET marked = 1 WHERE folder = ? AND uidvalidity = ? AND uid = ?",
-                [(folder, uidvalidity, u) for u in uids],
+            await db.execute(
+                "UPDATE mailbox_state SET marked_uid = max(marked_uid, ?) WHERE folder = ? AND uidvalidity = ?",
+                (upto, folder, uidvalidity),
             )
 
     # -- health facts --------------------------------------------------------

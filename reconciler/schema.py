@@ -83,4 +83,37 @@ MIGRATIONS: tuple[str, ...] = (
         at    TEXT NOT NULL
     );
     """,
+    # 2: which notifications are flagged or moved is one watermark per folder (every UID up to
+    # mailbox_state.marked_uid that needed a mark has had it) instead of a flag on every message
+    # row, and `messages` is stored WITHOUT ROWID: a mailbox pass writes one B-tree entry less per
+    # notification on insert and no longer rewrites every row (and an index) to record its mark.
+    # Rows still unmarked under version 1 stay above the watermark, so they are marked again.
+    """
+    ALTER TABLE mailbox_state ADD COLUMN marked_uid INTEGER NOT NULL DEFAULT 0;
+    UPDATE mailbox_state SET marked_uid = coalesce(
+        (SELECT min(m.uid) - 1 FROM messages m
+         WHERE m.folder = mailbox_state.folder AND m.uidvalidity = mailbox_state.uidvalidity
+           AND m.mark = 1 AND m.marked = 0),
+        last_uid
+    );
+
+    CREATE TABLE messages_2 (
+        folder      TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid         INTEGER NOT NULL,
+        message_id  TEXT,
+        uuid        TEXT,
+        status      TEXT,
+        outcome     TEXT NOT NULL,
+        mark        INTEGER NOT NULL,
+        seen_at     TEXT NOT NULL,
+        PRIMARY KEY (folder, uidvalidity, uid)
+    ) WITHOUT ROWID;
+    INSERT INTO messages_2 (folder, uidvalidity, uid, message_id, uuid, status, outcome, mark, seen_at)
+        SELECT folder, uidvalidity, uid, message_id, uuid, status, outcome, mark, seen_at FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_2 RENAME TO messages;
+    CREATE INDEX messages_applied_mid ON messages (message_id)
+        WHERE message_id IS NOT NULL AND outcome IN ('applied', 'claimed');
+    """,
 )

@@ -22,6 +22,7 @@ from typing import Any
 
 from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, intended_outcome
 from reconciler.sandbox.imapserver import ImapServer, dovecot_available, start_dovecot, start_pymap
+from reconciler.schema import MIGRATIONS
 
 USER = "testing@solucionfactible.com"
 PASSWORD = "timbrado.SF.16672"
@@ -106,8 +107,8 @@ class Stack:
             return []
         db = sqlite3.connect(f"file:{self.ledger}?mode=ro", uri=True, timeout=30)
         try:
-            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                return []  # the daemon has created the file but not yet committed its schema
+            if db.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
+                return []  # the daemon has created the file but not yet committed all of its schema
             return db.execute(sql, tuple(params)).fetchall()
         finally:
             db.close()

@@ -117,17 +117,51 @@ async def test_apply_messages_exactly_once_and_checkpoint(tmp_path: Path) -> Non
             (8, "untrusted", False),
         ]
         assert await ledger.checkpoint("INBOX") == (42, 10)
+        assert await ledger.pending_marks("INBOX", 42) == [5, 6]
+        await ledger.set_marked("INBOX", 42, 5)
+        assert await ledger.pending_marks("INBOX", 42) == [6]
         # the same UIDs again, and the same Message-ID under a new UIDVALIDITY: applied once
-        again = await ledger.apply_messages("INBOX", 42, batch[:1], 10, T0, confirm_with_status=False)
+        again = await ledger.apply_messages("INBOX", 42, batch[:1], 10, T0, False, marked_uid=6)
+        assert await ledger.pending_marks("INBOX", 42) == []
         rescan = await ledger.apply_messages("INBOX", 43, [notice(1) for _ in range(1)], 3, T0, False)
         assert [a.outcome for a in again + rescan] == ["duplicate", "duplicate"]
         assert await ledger.checkpoint("INBOX") == (43, 3)
         assert (await ledger.get_job(U1)).state == State.OK
         assert (await ledger.get_job(U2)).state == State.ERROR
         assert await ledger.event_count("orphan") == 1 and await ledger.event_count("untrusted") == 1
-        assert await ledger.pending_marks("INBOX", 42) == [5, 6]
-        await ledger.set_marked("INBOX", 42, [5, 6])
+
+
+async def test_version_1_ledger_keeps_its_unmarked_notifications_through_migration_2(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as db:  # a ledger as version 1 left it: per-row mark flags
+        db.executescript(MIGRATIONS[0])
+        db.execute("PRAGMA user_version = 1")
+        db.executemany(
+            "INSERT INTO mailbox_state VALUES (?, ?, ?, 'x')", [("INBOX", 42, 9), ("Other", 7, 30), ("Old", 5, 4)]
+        )
+        rows = [  # (folder, uidvalidity, uid, mark, marked)
+            ("INBOX", 42, 3, 1, 1), ("INBOX", 42, 5, 1, 0), ("INBOX", 42, 6, 0, 0), ("INBOX", 42, 8, 1, 0),
+            ("INBOX", 41, 2, 1, 0),  # an older UIDVALIDITY: those UIDs mean nothing now
+            ("Other", 7, 30, 1, 1),
+            ("Old", 5, 4, 0, 0),
+        ]  # fmt: skip
+        db.executemany(
+            "INSERT INTO messages (folder, uidvalidity, uid, message_id, outcome, mark, marked, seen_at)"
+            " VALUES (?, ?, ?, '<m' || ? || '>', 'applied', ?, ?, 'x')",
+            [(f, v, u, u, m, d) for f, v, u, m, d in rows],
+        )
+    db.close()
+    async with await Ledger.open(path) as ledger:
+        assert await ledger.pending_marks("INBOX", 42) == [5, 8]
+        assert await ledger.pending_marks("Other", 7) == [] and await ledger.pending_marks("Old", 5) == []
+        await ledger.set_marked("INBOX", 42, 8)
         assert await ledger.pending_marks("INBOX", 42) == []
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == len(rows)
+        assert db.execute("SELECT uid FROM messages WHERE message_id = '<m5>'").fetchall() == [(5,)]
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
 
 
 async def test_claim_under_confirmation_waits_for_status_call(tmp_path: Path) -> None:

@@ -236,7 +236,12 @@ def integrity(ledger: Path) -> str:
 
 
 def pending_marks(stack: Stack) -> int:
-    return int(stack.query("SELECT count(*) FROM messages WHERE mark = 1 AND marked = 0")[0][0])
+    """Notifications committed as needing a mark that the ledger does not yet know to be marked."""
+    rows = stack.query(
+        "SELECT m.uid FROM messages m JOIN mailbox_state s USING (folder, uidvalidity) "
+        "WHERE m.mark = 1 AND m.uid > s.marked_uid"
+    )
+    return len(rows)
 
 
 def cancel_answers(stack: Stack) -> dict[str, list[int | None]]:

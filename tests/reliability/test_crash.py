@@ -11,7 +11,7 @@ with a seeded RNG among:
   batches of the pass are committed, later ones not);
 * ``flag``: when ``UID STORE`` leaves the daemon, which it sends only after the ledger committed
   the batch: the kill lands between the commit and the IMAP flag, every time (checked: the
-  ledger then holds ``messages`` rows with mark=1, marked=0);
+  ledger then holds ``messages`` rows with mark=1 above the folder's ``marked_uid``);
 * ``random``: after a random delay from the start (start-up, recovery, whatever is running).
 
 After every kill the ledger passes ``PRAGMA integrity_check`` and no terminal state changed.
