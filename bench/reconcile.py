@@ -6,8 +6,9 @@ the mailbox and the ledger:
 
 * the poller: one pass of the real ``Watcher.run_pass`` (first access to the fresh mailbox included)
   in a child process, until every job is resolved; its peak RSS;
-* the limit: imapclient's fastest bulk header fetch (UID ranges, only the needed header fields)
-  with the jobs resolved by one ``executemany`` in one transaction, on a copy of the same ledger;
+* the limit: imapclient's fastest bulk header fetch (UID ranges, only the needed header fields,
+  imaplib's debug trace off as in the poller) with the jobs resolved by one ``executemany`` in one
+  transaction, on a copy of the same ledger;
 
 then, on the last round's limit server, the naive loop: ``RFC822`` per message, parsed whole,
 committed per message (a sample, extrapolated);
@@ -45,6 +46,7 @@ from imapclient import IMAPClient  # noqa: E402
 from imapclient.response_parser import parse_fetch_response  # noqa: E402
 
 from reconciler.config import Settings  # noqa: E402
+from reconciler.imap import quiet_protocol_trace  # noqa: E402
 from reconciler.ledger import Ledger  # noqa: E402
 from reconciler.mailbox import Watcher  # noqa: E402
 from reconciler.notification import HEADER_FIELDS  # noqa: E402
@@ -177,6 +179,7 @@ def limit(server: ImapServer, chunk: int, ledger: Path) -> tuple[float, int]:
     db = sqlite3.connect(ledger, isolation_level=None)
     db.execute("PRAGMA synchronous = FULL")  # as the ledger runs
     client = IMAPClient(server.host, server.port, ssl=False)
+    quiet_protocol_trace(client)  # as the poller does: imaplib's debug trace would cost the limit ~0.4 s
     client.login(USER, PASSWORD)
     client.select_folder("INBOX")
     uids = client.search(["UID", "1:*"])
@@ -210,6 +213,7 @@ def naive(server: ImapServer, ledger: Path, sample: int) -> tuple[float, int]:
     """What a first draft does: every whole message with RFC822, parsed, one commit per message."""
     db = sqlite3.connect(ledger)
     client = IMAPClient(server.host, server.port, ssl=False)
+    quiet_protocol_trace(client)  # the loop itself is naive, not its client
     client.login(USER, PASSWORD)
     client.select_folder("INBOX")
     uids = client.search(["UID", "1:*"])[:sample]

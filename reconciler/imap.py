@@ -45,6 +45,7 @@ def open_imap(settings: Settings) -> IMAPClient:
         )
     except IMAP_ERRORS as e:
         raise MailboxError(f"{where}: cannot connect: {describe(e)}") from e
+    quiet_protocol_trace(client)
     secret = ""
     try:
         if mb.security == "starttls":
@@ -63,6 +64,18 @@ def open_imap(settings: Settings) -> IMAPClient:
         close_quietly(client)
         raise
     return client
+
+
+def quiet_protocol_trace(client: IMAPClient) -> None:
+    """Stop imaplib formatting a trace nobody reads, unless ``imapclient.imaplib`` logs at DEBUG.
+
+    imapclient sets imaplib's debug level to 5 and routes the trace to that logger, so imaplib
+    builds a repr of every line and every literal it reads before the logger drops it. For a
+    header fetch that is more than half of the client's CPU: measured on 55,000 messages in
+    1,000-UID ranges, 0.80-0.92 s at level 5 against 0.38 s at level 0.
+    """
+    if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        client._imap.debug = 0
 
 
 def oauth2_token(settings: Settings) -> str:
