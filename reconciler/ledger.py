@@ -15,18 +15,18 @@ import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from reconciler import ledgermail
 from reconciler.clock import iso
 from reconciler.errors import JobNotFoundError, LedgerError
-from reconciler.reconcile import Applied, JobView, SeenMessage, plan
-from reconciler.records import AddResult, Change, Event, Job
+from reconciler.reconcile import Applied, SeenMessage, plan
+from reconciler.records import AddResult, Change, Event, Job, dumps
 from reconciler.schema import MIGRATIONS
-from reconciler.states import TERMINAL, State, Step, Trigger, step
+from reconciler.states import TERMINAL, State, Step, step
 from reconciler.validation import JobSpec
 
 __all__ = ["Applied", "Change", "Event", "Job", "Ledger", "SeenMessage"]
@@ -64,18 +64,6 @@ _SETTABLE = frozenset(
         "overdue_at",
     }
 )
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)  # one, not one per call
-
-
-def _dumps(detail: Mapping[str, Any]) -> str:
-    return _ENCODER.encode(detail)
-
-
-@cache
-def _transition_json(before: State | None, after: State | None, trigger: Trigger | None) -> str:
-    return _dumps({"from": str(before), "to": str(after), "trigger": str(trigger)})
 
 
 async def _select_in(
@@ -245,7 +233,7 @@ class Ledger:
             )
             await db.executemany(
                 "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, 'created', ?, ?)",
-                [(s.uuid, at, source, _dumps({"state": "queued", "motivo": s.motivo})) for s in new],
+                [(s.uuid, at, source, dumps({"state": "queued", "motivo": s.motivo})) for s in new],
             )
         return AddResult(len(new), sorted(existing))
 
@@ -331,14 +319,14 @@ class Ledger:
                 current = states.get(change.uuid)
                 if current is None:
                     raise JobNotFoundError(f"job {change.uuid} is not in the ledger")
-                events.extend((change.uuid, at, kind, change.source, _dumps(d)) for kind, d in change.events)
+                events.extend((change.uuid, at, kind, change.source, dumps(d)) for kind, d in change.events)
                 result, applies = self._step(change, current)
                 results.append(result)
                 if not applies:
                     if change.trigger is not None:
                         detail = {"trigger": str(change.trigger), "state": str(current), "reason": result.reason}
                         kind = "conflict" if result.conflict else "ignored"
-                        events.append((change.uuid, at, kind, change.source, _dumps(detail)))
+                        events.append((change.uuid, at, kind, change.source, dumps(detail)))
                     continue
                 new = result.new or current
                 columns = dict(change.set)
@@ -357,7 +345,7 @@ class Ledger:
                 if result.new is not None:
                     states[change.uuid] = new
                     detail = {"from": str(current), "to": str(new), "trigger": str(change.trigger)}
-                    events.append((change.uuid, at, "transition", change.source, _dumps(detail)))
+                    events.append((change.uuid, at, "transition", change.source, dumps(detail)))
             await db.executemany("INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, ?, ?, ?)", events)
         return results
 
@@ -377,7 +365,7 @@ class Ledger:
         async with self._tx() as db:
             await db.execute(
                 "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, ?, ?, ?)",
-                (uuid, iso(now), kind, source, _dumps(detail)),
+                (uuid, iso(now), kind, source, dumps(detail)),
             )
 
     async def claim_due(self, now: datetime, limit: int) -> list[Job]:
@@ -396,7 +384,7 @@ class Ledger:
                 "UPDATE jobs SET state = 'submitting', attempts = attempts + 1, updated_at = ? WHERE uuid = ?",
                 [(at, u) for u in uuids],
             )
-            detail = _dumps({"from": "queued", "to": "submitting", "trigger": "claim"})
+            detail = dumps({"from": "queued", "to": "submitting", "trigger": "claim"})
             await db.executemany(
                 "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, 'transition', 'submitter', ?)",
                 [(u, at, detail) for u in uuids],
@@ -429,7 +417,7 @@ class Ledger:
                 (at, created_before),
             ) as cur:
                 uuids = [r[0] for r in await cur.fetchall()]
-            detail = _dumps({"reason": "unresolved past schedule.stale_after_s"})
+            detail = dumps({"reason": "unresolved past schedule.stale_after_s"})
             await db.executemany(
                 "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, 'overdue', 'chaser', ?)",
                 [(u, at, detail) for u in uuids],
@@ -458,85 +446,13 @@ class Ledger:
         """
         at = iso(now)
         async with self._tx() as db:
-            known_sql = "SELECT uid FROM messages WHERE folder = ? AND uidvalidity = ? AND uid IN ({})"
-            rows = await _select_in(db, known_sql, [m.uid for m in messages], (folder, uidvalidity))
-            known = {r[0] for r in rows}
-            fresh = [m for m in messages if m.uid not in known]
-            job_sql = "SELECT uuid, state, claim FROM jobs WHERE uuid IN ({})"
-            rows = await _select_in(db, job_sql, sorted({m.uuid for m in fresh if m.uuid}))
-            jobs = {r[0]: JobView(State(r[1]), r[2]) for r in rows}
-            applied_sql = (
-                "SELECT message_id FROM messages WHERE outcome IN ('applied', 'claimed') AND message_id IN ({})"
-            )
-            rows = await _select_in(db, applied_sql, sorted({m.message_id for m in fresh if m.message_id}))
-            applied_ids = {r[0] for r in rows}
-            decisions = plan(fresh, jobs, applied_ids, confirm_with_status)
-            updates: list[tuple[Any, ...]] = []
-            events: list[tuple[Any, ...]] = []
-            records: list[tuple[Any, ...]] = []
-            for d in decisions:
-                m = d.message
-                detail = {
-                    "folder": folder,
-                    "uidvalidity": uidvalidity,
-                    "uid": m.uid,
-                    "message_id": m.message_id,
-                    "sender": m.sender,
-                    "status": m.status,
-                    "date": m.date,
-                    "outcome": d.outcome,
-                    "reason": d.reason,
-                }
-                kind = "notification" if d.outcome in ("applied", "claimed") else d.outcome
-                job_uuid = m.uuid if m.uuid in jobs else None
-                if d.outcome == "orphan":
-                    detail["uuid"] = m.uuid
-                events.append(
-                    (job_uuid, at, kind, "mailbox", _dumps({k: v for k, v in detail.items() if v is not None}))
-                )
-                changed = d.after != d.before
-                if changed or d.claim:
-                    assert m.uuid is not None and d.after is not None
-                    terminal = d.after in TERMINAL
-                    updates.append(
-                        (
-                            str(d.after),
-                            at,
-                            at if terminal else None,
-                            "OK" if d.claim else None,
-                            at if d.claim else None,
-                            f"notification: {m.status}",
-                            m.uuid,
-                        )
-                    )
-                    if changed:
-                        events.append(
-                            (m.uuid, at, "transition", "mailbox", _transition_json(d.before, d.after, d.trigger))
-                        )
-                records.append((folder, uidvalidity, m.uid, m.message_id, m.uuid, m.status, d.outcome, int(d.mark), at))
-            await db.executemany(
-                "UPDATE jobs SET state = ?, updated_at = ?, resolved_at = coalesce(?, resolved_at),"
-                " claim = coalesce(?, claim), check_at = coalesce(?, check_at), message = ? WHERE uuid = ?",
-                updates,
-            )
-            await db.executemany("INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, ?, ?, ?)", events)
-            await db.executemany(
-                "INSERT INTO messages (folder, uidvalidity, uid, message_id, uuid, status, outcome, mark, seen_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                records,
-            )
-            await db.execute(  # a new UIDVALIDITY starts both UID counters afresh
-                "INSERT INTO mailbox_state (folder, uidvalidity, last_uid, marked_uid, updated_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (folder) DO UPDATE SET "
-                "last_uid = CASE WHEN uidvalidity = excluded.uidvalidity "
-                "THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END, "
-                "marked_uid = CASE WHEN uidvalidity = excluded.uidvalidity "
-                "THEN max(marked_uid, excluded.marked_uid) ELSE excluded.marked_uid END, "
-                "uidvalidity = excluded.uidvalidity, updated_at = excluded.updated_at",
-                (folder, uidvalidity, last_uid, marked_uid, at),
-            )
+            state = await ledgermail.read_state(db, folder, uidvalidity, messages)
+            fresh = [m for m in messages if m.uid not in state.known_uids]
+            decisions = plan(fresh, state.jobs, state.applied_ids, confirm_with_status)
+            rows = ledgermail.writes(folder, uidvalidity, decisions, state.jobs, at)
+            await ledgermail.write(db, folder, uidvalidity, rows, last_uid, marked_uid, at)
         result = [Applied(d.message.uid, d.outcome, d.message.uuid, d.mark) for d in decisions]
-        result.extend(Applied(m.uid, "duplicate", m.uuid, False) for m in messages if m.uid in known)
+        result.extend(Applied(m.uid, "duplicate", m.uuid, False) for m in messages if m.uid in state.known_uids)
         return result
 
     async def pending_marks(self, folder: str, uidvalidity: int) -> list[int]:
@@ -564,7 +480,7 @@ class Ledger:
             await db.execute(
                 "INSERT INTO facts (key, value, at) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, at = excluded.at",
-                (key, _dumps(value), iso(now)),
+                (key, dumps(value), iso(now)),
             )
 
     async def clear_fact(self, key: str) -> bool:

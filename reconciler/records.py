@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.states import TERMINAL, State, Trigger
 from reconciler.validation import JobSpec
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)  # one, not one per call
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as event details are stored (and as batches travel to SQLite)."""
+    return _ENCODER.encode(value)
 
 
 @dataclass(frozen=True, slots=True)

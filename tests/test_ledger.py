@@ -6,6 +6,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -129,6 +130,33 @@ async def test_apply_messages_exactly_once_and_checkpoint(tmp_path: Path) -> Non
         assert (await ledger.get_job(U1)).state == State.OK
         assert (await ledger.get_job(U2)).state == State.ERROR
         assert await ledger.event_count("orphan") == 1 and await ledger.event_count("untrusted") == 1
+
+
+async def test_two_notifications_for_one_job_in_a_batch_leave_what_two_batches_would(tmp_path: Path) -> None:
+    # The batch is written set-based: the job's two updates are folded into one row. Done as
+    # two batches instead, each update is its own write; both must leave the same job and events.
+    results = []
+    for split in (False, True):
+        async with await Ledger.open(tmp_path / f"{split}.db") as ledger:
+            await ledger.add_jobs([spec()], T0, "test")
+            claimed = replace(notice(1), sender="Ñandú <n@solucionfactible.com>", date="2026-01-02T03:04:05.000Z")
+            batch = [claimed, notice(2, "ERROR")]  # OK claimed while queued, then ERROR
+            for part in ([batch[:1], batch[1:]] if split else [batch]):
+                await ledger.apply_messages("INBOX", 1, part, part[-1].uid, T0, confirm_with_status=True)
+            job = await ledger.get_job(U1)
+            results.append((asdict(job), [e.as_dict() for e in await ledger.events(U1)]))
+    assert results[0] == results[1]
+    job, events = results[0]
+    assert (job["state"], job["claim"], job["message"]) == (State.ERROR, "OK", "notification: ERROR")
+    assert job["check_at"] is not None and job["resolved_at"] is not None
+    assert [(e["kind"], e["detail"].get("outcome"), e["detail"].get("to")) for e in events] == [
+        ("created", None, None),
+        ("notification", "claimed", None),
+        ("transition", None, "awaiting"),
+        ("notification", "applied", None),
+        ("transition", None, "error"),
+    ]
+    assert events[1]["detail"]["sender"] == "Ñandú <n@solucionfactible.com>"
 
 
 async def test_version_1_ledger_keeps_its_unmarked_notifications_through_migration_2(tmp_path: Path) -> None:
