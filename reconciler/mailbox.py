@@ -12,7 +12,7 @@ the event loop never blocks on the network. A pass:
    with ``UID FETCH first:last BODY.PEEK[HEADER.FIELDS (...)]`` (an explicit
    range: imapclient's ``fetch()`` would expand it into a UID list that soon
    exceeds Dovecot's 64 KB command line) on the IMAP thread, and parses and
-   judges them on a second thread, up to ``_FETCH_AHEAD`` batches ahead of the
+   judges them on a second thread, up to ``_AHEAD_UIDS`` messages ahead of the
    ledger so the server never waits for us;
 4. commits with one ``Ledger.apply_messages`` per group: whatever batches are
    ready when the ledger is free go into one transaction (group commit), so a
@@ -58,8 +58,14 @@ IDLE_CHECK_S = 0.5  # how often a thread in IDLE looks at the stop flag
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 300.0
 _FULL_FETCH_CHUNK = 25  # whole messages fetched at once for DKIM: bounds memory with attachments
-_FETCH_AHEAD = 3  # header batches fetched ahead of the ledger: keeps the server busy, bounds memory
-_GROUP_MAX = 5000  # notifications committed in one transaction at most when batches queue up
+# Messages fetched and judged ahead of the ledger (at least two batches): enough that the ledger
+# finds thousands ready when it is free, each costing a few hundred bytes until committed.
+_AHEAD_UIDS = 10_000
+# Notifications committed in one transaction at most when batches queue up. Each commit writes
+# every page it touched (the jobs, events and messages B-trees, at random), so fewer, larger
+# commits write much less: measured on 50,000 notifications, 3,000 per commit against 10,000
+# cost the ledger's commits 0.46 s against 0.27 s.
+_GROUP_MAX = 10_000
 _LOG_LIMIT = 20  # untrusted/malformed warnings per pass before summarising
 
 
@@ -112,6 +118,9 @@ class Watcher:
         self._parse_pool: ThreadPoolExecutor | None = None
         self._caps: frozenset[bytes] = frozenset()
         self._selected: tuple[int, int | None] | None = None  # the connect's SELECT, until the first pass
+        # Set when the connection fails: the pass's queued fetches and marks then fail at once
+        # instead of each reconnecting to a server that just went away. A new pass clears it.
+        self._failed = False
         self._stop_flag = threading.Event()
 
     # -- connection ------------------------------------------------------------
@@ -123,6 +132,7 @@ class Watcher:
         await self._run(self._connect_sync)
 
     def _connect_sync(self) -> None:
+        self._failed = False
         client = open_imap(self._settings)
         try:
             self._caps = frozenset(client.capabilities())
@@ -167,6 +177,8 @@ class Watcher:
 
     def _need(self) -> IMAPClient:
         if self._client is None:
+            if self._failed:
+                raise MailboxError(f"mailbox {self._mb.host}: connection lost earlier in this pass")
             self._connect_sync()
         assert self._client is not None
         return self._client
@@ -184,9 +196,11 @@ class Watcher:
         try:
             return fn(*args)
         except MailboxError:
+            self._failed = True
             self._drop_sync()
             raise
         except IMAP_ERRORS as e:
+            self._failed = True
             self._drop_sync()
             raise MailboxError(f"mailbox {self._mb.host}: {describe(e)}") from e
 
@@ -214,6 +228,7 @@ class Watcher:
         if uidnext is None or uidnext > last + 1:
             uids = await self._run(self._uids_above, last)
         batches = [uids[i : i + self._mb.batch_size] for i in range(0, len(uids), self._mb.batch_size)]
+        ahead = max(2, _AHEAD_UIDS // self._mb.batch_size)  # batches in flight
 
         outcomes: Counter[str] = Counter()
         fetched = notifications = 0
@@ -238,7 +253,7 @@ class Watcher:
             return watermark
 
         def top_up() -> None:  # keep the IMAP connection busy: fetches run ahead of parsing and the ledger
-            while len(loads) < _FETCH_AHEAD and (uids_ := next(pending_batches, None)) is not None:
+            while len(loads) < ahead and (uids_ := next(pending_batches, None)) is not None:
                 loads.append(asyncio.ensure_future(self._load(uids_)))
 
         try:
@@ -265,11 +280,13 @@ class Watcher:
             for mark, _ in marks:
                 if mark is not None:
                     await mark
-        finally:
+        finally:  # on an error: queued work is dropped, and errors of work already done are retrieved
             unfinished: list[asyncio.Future[Any]] = [*loads, *(m for m, _ in marks if m is not None)]
             for future in unfinished:
                 if not future.done():
                     future.cancel()
+                elif not future.cancelled():
+                    future.exception()
         if marks:  # the last group's mark is done: the watermark reaches its last UID
             await self._ledger.set_marked(folder, uidvalidity, marks[-1][1])
         if warned[0] > _LOG_LIMIT:
@@ -319,6 +336,7 @@ class Watcher:
         """UIDVALIDITY and UIDNEXT: the connect's own SELECT for the first pass on a connection (on a
         cold 50,000-message Maildir a second one costs Dovecot a tenth of a second), a fresh one after.
         Mail that arrived in between is announced by the server at the next command or IDLE."""
+        self._failed = False  # a new pass: reconnect if the last one lost the connection
         client = self._need()
         selected, self._selected = self._selected, None
         return selected if selected is not None else _select_info(client.select_folder(self._mb.folder))
