@@ -26,6 +26,11 @@ from reconciler.reconcile import Decision, JobView, SeenMessage
 from reconciler.records import dumps
 from reconciler.states import TERMINAL, State, Trigger
 
+# Rows per statement: bounds the JSON text and SQLite's parse of it. Replaying 50,000 notifications
+# in batches of 10,000, peak RSS was 113 MB with one statement per batch, 78 MB with statements of
+# 2,000 rows, and 72 MB with the executemany this replaced.
+_ROWS = 2000
+
 _KNOWN = (
     "SELECT json_group_array(uid) FROM messages WHERE folder = ? AND uidvalidity = ? "
     "AND uid IN (SELECT value FROM json_each(?))"
@@ -152,12 +157,12 @@ async def write(
     at: str,
 ) -> None:
     """Write one batch's rows and advance the checkpoint and the mark watermark."""
-    if rows.jobs:
-        await db.execute(_UPDATE_JOBS, (at, dumps(rows.jobs)))
-    if rows.events:
-        await db.execute(_INSERT_EVENTS, (at, dumps(rows.events)))
-    if rows.messages:
-        await db.execute(_INSERT_MESSAGES, (folder, uidvalidity, at, dumps(rows.messages)))
+    for i in range(0, len(rows.jobs), _ROWS):
+        await db.execute(_UPDATE_JOBS, (at, dumps(rows.jobs[i : i + _ROWS])))
+    for i in range(0, len(rows.events), _ROWS):
+        await db.execute(_INSERT_EVENTS, (at, dumps(rows.events[i : i + _ROWS])))
+    for i in range(0, len(rows.messages), _ROWS):
+        await db.execute(_INSERT_MESSAGES, (folder, uidvalidity, at, dumps(rows.messages[i : i + _ROWS])))
     await db.execute(_CHECKPOINT, (folder, uidvalidity, last_uid, marked_uid, at))
 
 
