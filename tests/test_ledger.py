@@ -141,7 +141,7 @@ async def test_two_notifications_for_one_job_in_a_batch_leave_what_two_batches_w
             await ledger.add_jobs([spec()], T0, "test")
             claimed = replace(notice(1), sender="Ñandú <n@solucionfactible.com>", date="2026-01-02T03:04:05.000Z")
             batch = [claimed, notice(2, "ERROR")]  # OK claimed while queued, then ERROR
-            for part in ([batch[:1], batch[1:]] if split else [batch]):
+            for part in [batch[:1], batch[1:]] if split else [batch]:
                 await ledger.apply_messages("INBOX", 1, part, part[-1].uid, T0, confirm_with_status=True)
             job = await ledger.get_job(U1)
             results.append((asdict(job), [e.as_dict() for e in await ledger.events(U1)]))
