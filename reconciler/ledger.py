@@ -447,8 +447,7 @@ class Ledger:
         at = iso(now)
         async with self._tx() as db:
             state = await ledgermail.read_state(db, folder, uidvalidity, messages)
-            fresh = [m for m in messages if m.uid not in state.known_uids]
-            decisions = plan(fresh, state.jobs, state.applied_ids, confirm_with_status)
+            decisions = plan(state.fresh, state.jobs, state.applied_ids, confirm_with_status)
             rows = ledgermail.writes(folder, uidvalidity, decisions, state.jobs, at)
             await ledgermail.write(db, folder, uidvalidity, rows, last_uid, marked_uid, at)
         result = [Applied(d.message.uid, d.outcome, d.message.uuid, d.mark) for d in decisions]

@@ -79,6 +79,7 @@ class BatchState:
     """What the ledger already holds about one batch."""
 
     known_uids: frozenset[int]  # UIDs of the batch already recorded under this UIDVALIDITY
+    fresh: list[SeenMessage]  # the batch's other messages, in order
     jobs: dict[str, JobView]  # the jobs the batch names
     applied_ids: frozenset[str]  # Message-IDs of the batch already applied
 
@@ -100,7 +101,7 @@ async def read_state(
     rows = await _one_array(db, _JOBS, (dumps(sorted({m.uuid for m in fresh if m.uuid})),))
     applied = await _one_array(db, _APPLIED, (dumps(sorted({m.message_id for m in fresh if m.message_id})),))
     jobs = {uuid: JobView(State(state), claim) for uuid, state, claim in rows}
-    return BatchState(known, jobs, frozenset(applied))
+    return BatchState(known, fresh, jobs, frozenset(applied))
 
 
 def writes(folder: str, uidvalidity: int, decisions: Sequence[Decision], jobs: dict[str, JobView], at: str) -> Writes:

@@ -118,7 +118,7 @@ class Watcher:
         self._io: ThreadPoolExecutor | None = None
         self._parse_pool: ThreadPoolExecutor | None = None
         self._caps: frozenset[bytes] = frozenset()
-        self._selected: tuple[int, int | None] | None = None  # the connect's SELECT, until the first pass
+        self._selected: int | None = None  # the UIDVALIDITY the connect's SELECT saw, until the first pass
         # Set when the connection fails: the pass's queued fetches and marks then fail at once
         # instead of each reconnecting to a server that just went away. A new pass clears it.
         self._failed = False
@@ -145,7 +145,7 @@ class Watcher:
                     if not client.folder_exists(processed):  # lost a race with another client: fine
                         raise
                 log.info("created folder %r for processed notifications", processed)
-            selected = _select_info(client.select_folder(self._mb.folder))
+            selected = _select_info(client.select_folder(self._mb.folder))[0]
         except BaseException:
             close_quietly(client)
             raise
@@ -334,13 +334,15 @@ class Watcher:
     # -- worker-thread side ------------------------------------------------------
 
     def _select(self) -> tuple[int, int | None]:
-        """UIDVALIDITY and UIDNEXT: the connect's own SELECT for the first pass on a connection (on a
-        cold 50,000-message Maildir a second one costs Dovecot a tenth of a second), a fresh one after.
-        Mail that arrived in between is announced by the server at the next command or IDLE."""
+        """UIDVALIDITY and UIDNEXT. The first pass on a connection reuses the connect's own SELECT (on
+        a cold 50,000-message Maildir a second one costs Dovecot a tenth of a second) but not its
+        UIDNEXT, which may be stale by now: None makes the pass search for new UIDs regardless."""
         self._failed = False  # a new pass: reconnect if the last one lost the connection
         client = self._need()
         selected, self._selected = self._selected, None
-        return selected if selected is not None else _select_info(client.select_folder(self._mb.folder))
+        if selected is not None:
+            return selected, None
+        return _select_info(client.select_folder(self._mb.folder))
 
     def _uids_above(self, last: int) -> list[int]:
         found = self._need().search(["UID", f"{last + 1}:*"])
