@@ -1,9 +1,9 @@
 """The ledger's half of a mailbox pass: what a batch of notifications reads and writes, set-based.
 
-:meth:`reconciler.ledger.Ledger.apply_messages` runs these inside one transaction. Every
-statement carries its whole batch as one JSON array that SQLite walks with ``json_each``, so a
-batch of thousands of notifications is a handful of statements, each done inside a single
-``sqlite3_step`` with the GIL released. One ``executemany`` row per notification would give the
+:meth:`reconciler.ledger.Ledger.apply_messages` runs these inside one transaction. Each
+statement carries its rows as one JSON array (up to ``_ROWS`` of them) that SQLite walks with
+``json_each``, so a batch of thousands of notifications is a handful of statements, each done
+inside a single ``sqlite3_step`` with the GIL released. One ``executemany`` row per notification would give the
 GIL back and take it again for every row, and with the IMAP and parser threads running
 alongside every take can wait: measured on a 50,000-notification replay with one busy Python
 thread beside it, executemany went from 1.5 to 2.5 s and these statements stayed at 1.7 s.
