@@ -7,7 +7,9 @@ to the daemon depending on the call:
   ``awaiting``), rejected (terminal), transient (retry with backoff) or
   account-level (stop every submission: the daemon's circuit breaker).
 * ``getStatusCancelacionAsincrona`` (:func:`classify_status`): done, still
-  processing, not found, failed (terminal), transient, account-level.
+  processing, not found, failed (terminal), disputed (a 200 whose acuse is not
+  evidence), transient, account-level.
+* The SAT's ``EstatusUUID`` inside the acuse (:data:`SAT_ESTATUS_UUID`).
 
 Both tables are total: an unknown code classifies as transient with
 ``known=False`` so the caller can log a warning naming it, never a crash.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 
 class Outcome(StrEnum):
@@ -41,6 +44,7 @@ class StatusOutcome(StrEnum):
     PROCESSING = "processing"  # still in progress: ask again later
     NOT_FOUND = "not_found"  # no transaction for this UUID: submit again
     FAILED = "failed"  # terminal: the cancellation did not and will not happen
+    DISPUTED = "disputed"  # 200, but the acuse is not evidence for this UUID: keep waiting, flag a conflict
     TRANSIENT = "transient"  # the call itself failed or the answer is incomplete: ask again
     ACCOUNT = "account"  # the account cannot make calls: stop
 
@@ -116,7 +120,7 @@ CANCEL_CODES: dict[int, tuple[Outcome, str]] = {
 
 _S = StatusOutcome
 STATUS_CODES: dict[int, tuple[StatusOutcome, str]] = {
-    # 200 is decided by the presence of the acuse, see classify_status.
+    # 200 is decided by the verdict on the acuse, see classify_status.
     211: (_S.PROCESSING, "the cancellation is still being processed"),
     702: (_S.NOT_FOUND, "no asynchronous transaction exists for this UUID"),
     **{code: (_S.FAILED, meaning) for code, meaning in _SAT_REFUSALS.items()},
@@ -132,8 +136,50 @@ STATUS_CODES: dict[int, tuple[StatusOutcome, str]] = {
     **{code: (_S.ACCOUNT, meaning) for code, meaning in ACCOUNT_CODES.items()},
 }
 
-STATUS_DONE = "the cancellation finished; the SAT's acuse is attached"
+# The SAT's EstatusUUID inside the acuse, per folio (201 and 202 are the only acceptances), and the
+# request-level codes it may carry instead (SAT.md; wording varies by source).
+SAT_ACCEPTED: frozenset[int] = frozenset({201, 202})
+SAT_ESTATUS_UUID: dict[int, str] = {
+    201: "the SAT received the cancellation request",
+    202: "the UUID was already cancelled",
+    203: "the UUID does not belong to the requesting issuer",
+    204: "the UUID is not applicable for cancellation",
+    205: "the UUID does not exist at the SAT",
+    206: "the UUID is not a primary-sector CFDI",
+    207: "the motivo is missing or invalid",
+    208: "the FolioSustitucion is invalid",
+    209: "the FolioSustitucion is not required",
+    210: "the request date is after the annual-return date",
+    211: "the deadline for cancelling a global invoice has passed",
+    212: "the relation is invalid or missing",
+    300: "invalid user (request-level)",
+    301: "malformed XML (request-level)",
+    302: "malformed seal (request-level)",
+    304: "certificate revoked or expired (request-level)",
+    305: "invalid certificate (request-level)",
+    310: "invalid CSD (request-level)",
+}
+
+
+def sat_meaning(code: int) -> str:
+    """What an ``EstatusUUID`` (or request-level code) of the SAT means; total."""
+    return SAT_ESTATUS_UUID.get(code, f"unknown SAT code {code}")
+
+
+STATUS_DONE = "the cancellation finished; the SAT's acuse names this UUID as accepted"
 STATUS_200_WITHOUT_ACUSE = "the provider says finished but sent no acuse; ask again"
+STATUS_DISPUTED = "the provider says finished but its acuse is not evidence for this UUID; ask again"
+
+
+class AcuseEvidence(Protocol):
+    """What :func:`classify_status` needs from an acuse verdict (see :mod:`reconciler.acuse`)."""
+
+    @property
+    def accepted(self) -> bool: ...
+    @property
+    def refused(self) -> bool: ...
+    @property
+    def estatus(self) -> int | None: ...
 
 
 def classify(code: int) -> Classification:
@@ -144,19 +190,26 @@ def classify(code: int) -> Classification:
     return Classification(code, entry[0], entry[1])
 
 
-def classify_status(code: int, has_acuse: bool) -> StatusClassification:
-    """Classify a ``getStatusCancelacionAsincrona`` answer.
+def classify_status(code: int, acuse: AcuseEvidence | None) -> StatusClassification:
+    """Classify a ``getStatusCancelacionAsincrona`` answer, given the verdict on its acuse.
 
-    200 with an acuse is done.  200 without one is treated as transient, not as
-    processing: the provider claims the cancellation finished but the answer is
-    incomplete, so the caller asks again later and never records it as done
-    without the SAT's acknowledgement.  Unknown codes are transient with
+    A 200 is done only when the acuse was checked and names this UUID with ``EstatusUUID``
+    201 or 202.  Another ``EstatusUUID``: the SAT refused (failed, terminal).  Anything else
+    (no acuse, unparseable, another UUID...) is *disputed*: the caller keeps the job waiting,
+    says why, and asks again later; it is never done.  Unknown codes are transient with
     ``known=False``.
     """
     if code == 200:
-        if has_acuse:
+        if acuse is None:
+            return StatusClassification(code, StatusOutcome.DISPUTED, STATUS_200_WITHOUT_ACUSE)
+        # getattr: anything that is not a verdict (a bare True, say) is not evidence.
+        if getattr(acuse, "accepted", False) is True:
             return StatusClassification(code, StatusOutcome.DONE, STATUS_DONE)
-        return StatusClassification(code, StatusOutcome.TRANSIENT, STATUS_200_WITHOUT_ACUSE)
+        estatus = getattr(acuse, "estatus", None)
+        if getattr(acuse, "refused", False) is True and isinstance(estatus, int):
+            meaning = f"the SAT refused: EstatusUUID {estatus} ({sat_meaning(estatus)})"
+            return StatusClassification(code, StatusOutcome.FAILED, meaning)
+        return StatusClassification(code, StatusOutcome.DISPUTED, STATUS_DISPUTED)
     entry = STATUS_CODES.get(code)
     if entry is None:
         return StatusClassification(code, StatusOutcome.TRANSIENT, f"unknown code {code}", known=False)

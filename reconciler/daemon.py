@@ -28,6 +28,7 @@ from reconciler.clock import iso, utc_now
 from reconciler.codes import Outcome, StatusOutcome
 from reconciler.errors import LedgerError
 from reconciler.ledger import Change, Job, Ledger
+from reconciler.outcomes import cancel_names_another, status_change
 from reconciler.states import State, Trigger
 
 if TYPE_CHECKING:
@@ -262,7 +263,20 @@ class Daemon:
             },
         )
         base = {"code": reply.code, "message": reply.message[:500]}
-        if c.outcome == Outcome.ACCEPTED:
+        mismatch = cancel_names_another(job.uuid, reply.message) if reply.code == 200 else None
+        if mismatch is not None:
+            # Not an acceptance of this job (a reply meant for another request?): retry; a 701 then proves it.
+            event[1]["outcome"] = str(Outcome.TRANSIENT)
+            retry_at = next_attempt(
+                now, job.attempts, self.settings.schedule.retry_base_s, self.settings.schedule.retry_max_s, self.rng
+            )
+            self.totals.retried += 1
+            log.warning("job %s: %s; retrying later", job.uuid, mismatch)
+            conflict = ("conflict", {"reason": mismatch, "code": reply.code})
+            change = Change(
+                job.uuid, Trigger.RETRY, "submitter", {**base, "next_attempt_at": iso(retry_at)}, [event, conflict]
+            )
+        elif c.outcome == Outcome.ACCEPTED:
             self._proven = True
             self.totals.accepted += 1
             check_at = iso(now + timedelta(seconds=self.settings.schedule.status_check_after_s))
@@ -344,67 +358,20 @@ class Daemon:
     async def _record_status(self, job: Job, reply: StatusReply, source: str) -> None:
         now = self.clock()
         sched = self.settings.schedule
-        event = (
-            "status",
-            {
-                "op": "getStatusCancelacionAsincrona",
-                "code": reply.code,
-                "message": reply.message[:500],
-                "outcome": str(reply.outcome),
-                "acuse": reply.acuse is not None,
-            },
-        )
-        base: dict[str, Any] = {"code": reply.code, "message": reply.message[:500]}
-        later = iso(next_attempt(now, job.checks + 1, sched.retry_base_s, sched.retry_max_s, self.rng))
+        later = next_attempt(now, job.checks + 1, sched.retry_base_s, sched.retry_max_s, self.rng)
         outcome = reply.outcome
         if self.metrics is not None:
             self.metrics.reply("getStatusCancelacionAsincrona", reply.code, str(outcome))
-        if outcome == StatusOutcome.DONE:
+        change = status_change(job, reply, source, now, later, sched.status_check_after_s)
+        if change.trigger in (Trigger.CONFIRMED_OK, Trigger.CONFIRMED_ERROR):
             self.totals.confirmed += 1
-            change = Change(
-                job.uuid, Trigger.CONFIRMED_OK, source, {**base, "acuse": reply.acuse, "check_at": None}, [event]
-            )
-        elif outcome == StatusOutcome.FAILED:
-            self.totals.confirmed += 1
-            events = [event]
-            if job.claim == "OK":
-                events.append(
-                    (
-                        "conflict",
-                        {"reason": f"OK notification contradicted by status code {reply.code}", "code": reply.code},
-                    )
-                )
-            change = Change(job.uuid, Trigger.CONFIRMED_ERROR, source, {**base, "check_at": None}, events)
-        elif outcome == StatusOutcome.NOT_FOUND and job.claim == "OK":
-            # An OK notification for a transaction the provider does not have: forged, or lost.
-            # Drop the claim; the chaser asks again later and resubmits if it is still unknown.
-            conflict = (
-                "conflict",
-                {
-                    "reason": "OK notification, but the provider has no transaction for this UUID (702)",
-                    "code": reply.code,
-                },
-            )
-            after = iso(now + timedelta(seconds=sched.status_check_after_s))
-            change = Change(
-                job.uuid,
-                None,
-                source,
-                {**base, "claim": None, "check_at": after, "checks": job.checks + 1},
-                [event, conflict],
-                require=State.AWAITING,
-            )
-        elif outcome == StatusOutcome.NOT_FOUND:
+        elif change.trigger == Trigger.LOST:
             self.totals.requeued += 1
-            change = Change(
-                job.uuid, Trigger.LOST, source, {**base, "next_attempt_at": iso(now), "check_at": None}, [event]
-            )
-        else:
-            if outcome == StatusOutcome.ACCOUNT:
-                await self._trip(reply.code, reply.message, "account error on the status call")
-            change = Change(
-                job.uuid, None, source, {"check_at": later, "checks": job.checks + 1}, [event], require=State.AWAITING
-            )
+        elif outcome == StatusOutcome.ACCOUNT:
+            await self._trip(reply.code, reply.message, "account error on the status call")
+        if outcome == StatusOutcome.DISPUTED:
+            why = change.events[-1][1].get("reason")
+            log.warning("job %s: %s; asking again later", job.uuid, why)
         log.info("job %s: status -> %s %s", job.uuid, reply.code, outcome)
         await self.ledger.apply([change], now)
 

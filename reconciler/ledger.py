@@ -9,6 +9,7 @@ decisions themselves come from the pure modules :mod:`reconciler.states` and
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import sqlite3
@@ -47,7 +48,8 @@ _TUNING = (
 )
 _JOB_COLUMNS = (
     "uuid, rfc_emisor, motivo, folio_sustitucion, state, code, message, attempts, next_attempt_at, "
-    "created_at, submitted_at, resolved_at, updated_at, claim, check_at, checks, overdue_at, acuse IS NOT NULL"
+    "created_at, submitted_at, resolved_at, updated_at, claim, check_at, checks, overdue_at, acuse IS NOT NULL, "
+    "acuse_sha256"
 )
 # Columns a Change may set; anything else is a programming error.
 _SETTABLE = frozenset(
@@ -60,6 +62,7 @@ _SETTABLE = frozenset(
         "check_at",
         "checks",
         "acuse",
+        "acuse_sha256",
         "claim",
         "overdue_at",
     }
@@ -87,6 +90,10 @@ def _prepare_file(p: Path, create: bool) -> None:
             os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     elif p.stat().st_mode & 0o077 and p.stat().st_uid == os.geteuid():
         os.chmod(p, 0o600)
+
+
+def _sha256(value: object) -> str | None:
+    return hashlib.sha256(value).hexdigest() if isinstance(value, bytes) else None
 
 
 def _statements(script: str) -> list[str]:
@@ -163,6 +170,8 @@ class Ledger:
             delay = min(delay * 2, 0.25)
 
     async def _migrate(self) -> None:
+        # Migration 3 fills acuse_sha256 for the acuses already stored.
+        await self._db.create_function("sha256", 1, _sha256, deterministic=True)
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         version = int(row[0]) if row else 0

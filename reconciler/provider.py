@@ -41,6 +41,7 @@ from zeep.settings import Settings as ZeepSettings
 from zeep.transports import AsyncTransport
 from zeep.wsdl import Document
 
+from reconciler.acuse import Verdict, check
 from reconciler.codes import (
     CONNECTION_ERROR,
     HTTP_ERROR,
@@ -80,12 +81,19 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class StatusReply:
-    """The answer to ``getStatusCancelacionAsincrona``; ``acuse`` is the SAT's acknowledgement XML when done."""
+    """The answer to ``getStatusCancelacionAsincrona``.
+
+    ``acuse`` is the SAT's acknowledgement as received (from ``acuse_from``: ``acuseSat``,
+    ``acuseSAT`` or ``mensaje``), and ``verdict`` what it says about this UUID; the outcome
+    of a 200 follows the verdict (:func:`reconciler.codes.classify_status`).
+    """
 
     code: int | None
     message: str
     acuse: bytes | None
     outcome: StatusOutcome
+    verdict: Verdict | None = None
+    acuse_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,11 +354,12 @@ class ProviderClient:
         message = _text(getattr(result, "mensaje", None))
         if code is None:
             return StatusReply(None, "malformed reply: no status code", None, StatusOutcome.TRANSIENT)
-        acuse = _acuse(result)
-        c = classify_status(code, acuse is not None)
+        acuse, source = _acuse(result, message)
+        verdict = check(acuse, uuid) if code == 200 else None
+        c = classify_status(code, verdict)
         if not c.known:
             logger.warning("%s for %s: unknown code %d (%s); treated as transient", STATUS, uuid, code, message[:200])
-        return StatusReply(code, message, acuse, c.outcome)
+        return StatusReply(code, message, acuse, c.outcome, verdict, source)
 
     async def _call(self, operation: str, uuid: str, kwargs: dict[str, Any]) -> Any:
         async with self._sem:
@@ -395,15 +404,27 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _acuse(result: Any) -> bytes | None:
-    """The acuse as bytes of XML: ``acuseSat`` or ``acuseSAT``, base64Binary (decoded by zeep) or text."""
-    value = getattr(result, "acuseSat", None)
-    if value is None:
-        value = getattr(result, "acuseSAT", None)
-    if isinstance(value, str):
-        value = value.strip().encode("utf-8")
-    if not isinstance(value, bytes) or not value.strip():
-        return None
+def _acuse(result: Any, message: str) -> tuple[bytes | None, str | None]:
+    """The acuse as received and where it came from.
+
+    ``acuseSat`` or ``acuseSAT``: base64Binary (decoded by zeep), base64 text, or XML text; else
+    ``mensaje`` when it holds XML (``<?xml`` in it, or it starts with ``<``), as a public client of the
+    real service reads it.  Bytes are kept as received (text as UTF-8); :func:`reconciler.acuse.check`
+    judges them wherever they came from.
+    """
+    for name in ("acuseSat", "acuseSAT"):
+        value = getattr(result, name, None)
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        if isinstance(value, bytes) and value.strip():
+            return _unbase64(value), name
+    if "<?xml" in message or message.lstrip().startswith("<"):
+        return message.encode("utf-8"), "mensaje"
+    return None, None
+
+
+def _unbase64(value: bytes) -> bytes:
+    """``value`` itself when it is XML or not base64, else its base64 decoding when that is XML."""
     if value.lstrip().startswith(b"<"):
         return value
     try:

@@ -40,6 +40,7 @@ class Job:
     checks: int
     overdue_at: str | None
     has_acuse: bool
+    acuse_sha256: str | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Job:
@@ -73,6 +74,7 @@ class Job:
             "overdue": self.overdue,
             "next_attempt_at": self.next_attempt_at,
             "has_acuse": self.has_acuse,
+            "acuse_sha256": self.acuse_sha256,
         }
 
 

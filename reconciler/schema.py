@@ -116,4 +116,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_applied_mid ON messages (message_id)
         WHERE message_id IS NOT NULL AND outcome IN ('applied', 'claimed');
     """,
+    # 3: the SHA-256 of the stored acuse (hex), shown by `status UUID`; filled for the acuses already
+    # stored (the ledger registers sha256() on its connection while it migrates).
+    """
+    ALTER TABLE jobs ADD COLUMN acuse_sha256 TEXT;
+    UPDATE jobs SET acuse_sha256 = sha256(acuse) WHERE acuse IS NOT NULL;
+    """,
 )

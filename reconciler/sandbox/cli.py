@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from reconciler.sandbox.acuses import SHAPES, AcuseControl
 from reconciler.sandbox.notify import ImapConfig
 from reconciler.sandbox.server import FAULT_KINDS, Sandbox, SandboxConfig
 from reconciler.sandbox.service import Credentials
@@ -77,6 +78,15 @@ logger = logging.getLogger(__name__)
     show_default=True,
     help="acuseSat base64Binary, or acuseSAT text.",
 )
+@click.option(
+    "--acuse-shape",
+    type=click.Choice(SHAPES),
+    default="real",
+    show_default=True,
+    help="Shape of every finished status call's acuse (see reconciler/sandbox/acuses.py).",
+)
+@click.option("--acuse-estatus", default=201, show_default=True, type=click.IntRange(0, 9999), help="Its EstatusUUID.")
+@click.option("--acuse-in-mensaje", is_flag=True, help="Send the acuse in mensaje instead of acuseSat/acuseSAT.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def sandbox(**opts: Any) -> None:
     """Run an offline simulator of Solución Factible's Cancelacion service on loopback."""
@@ -116,6 +126,7 @@ def sandbox(**opts: Any) -> None:
             maildir=opts["maildir"],
             imap=imap,
             acuse_style=opts["acuse_style"],
+            acuse=AcuseControl(opts["acuse_shape"], opts["acuse_estatus"], in_mensaje=opts["acuse_in_mensaje"]),
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from e

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from reconciler.sandbox import soap, wsdl
+from reconciler.sandbox.acuses import AcuseControl
 from reconciler.sandbox.notify import Deliverer, ImapConfig, ImapTarget, MaildirTarget, Notification, Target
 from reconciler.sandbox.service import Answer, Credentials, Service
 
@@ -65,6 +66,7 @@ class SandboxConfig:
     maildir: Path | None = None
     imap: ImapConfig | None = None
     acuse_style: wsdl.AcuseStyle = "base64"
+    acuse: AcuseControl = field(default_factory=AcuseControl)  # every UUID's; Service.acuse_for sets one's
 
     def __post_init__(self) -> None:
         unknown = set(self.fault_kinds) - set(FAULT_KINDS)
@@ -236,7 +238,11 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
-        self.service = Service(credentials=self.config.credentials, notify_delay_s=self.config.notify_delay_s)
+        self.service = Service(
+            credentials=self.config.credentials,
+            notify_delay_s=self.config.notify_delay_s,
+            acuse_default=self.config.acuse,
+        )
         self.record = self.service.record
         self.stopping = threading.Event()
         self._rng = random.Random(self.config.seed)
@@ -337,7 +343,7 @@ class Sandbox:
             return None
         if self.config.acuse_style == "base64":
             return base64.b64encode(acuse).decode("ascii")
-        return acuse.decode("utf-8")
+        return acuse.decode("utf-8", "replace")
 
     def after_answer(self, answer: Answer) -> None:
         if answer.notification is not None:

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from reconciler.sandbox import rules
+from reconciler.sandbox import acuses, rules
+from reconciler.sandbox.acuses import AcuseControl
 from reconciler.sandbox.notify import Notification
 
 ACCEPTED_CODES = frozenset({200, 211})
@@ -130,14 +131,8 @@ class Answer:
 
 
 def acuse_xml(uuid: str, rfc: str, when: datetime) -> bytes:
-    """A small acknowledgement in the shape of the SAT's cancellation acuse."""
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        '<Acuse xmlns="http://cancelacfd.sat.gob.mx" '
-        f'Fecha="{when.strftime("%Y-%m-%dT%H:%M:%S")}" RfcEmisor="{rfc}">'
-        f"<Folios><UUID>{uuid}</UUID><EstatusUUID>201</EstatusUUID></Folios>"
-        '<Signature Id="SelloSAT">c2FuZGJveA==</Signature></Acuse>'
-    ).encode()
+    """A small acknowledgement in the shape of the SAT's cancellation acuse (EstatusUUID 201)."""
+    return acuses.render(AcuseControl(), uuid, rfc, when) or b""
 
 
 @dataclass
@@ -149,6 +144,19 @@ class Service:
     _tx: dict[str, Transaction] = field(default_factory=dict)
     _wrong: dict[str, int] = field(default_factory=dict)
     overrides: dict[str, tuple[int, str]] = field(default_factory=dict)
+    acuse_default: AcuseControl = field(default_factory=AcuseControl)
+    acuse_controls: dict[str, AcuseControl] = field(default_factory=dict)
+    cancel_messages: dict[str, str] = field(default_factory=dict)
+
+    def acuse_for(self, uuid: str, control: AcuseControl) -> None:
+        """Answer a finished status call for ``uuid`` with this acuse (shape, EstatusUUID, UUID named, field)."""
+        with self._lock:
+            self.acuse_controls[uuid.upper()] = control
+
+    def cancel_mensaje(self, uuid: str, mensaje: str) -> None:
+        """Answer an accepted ``cancelarAsincrono`` 200 for ``uuid`` with this ``mensaje`` (normally the UUID)."""
+        with self._lock:
+            self.cancel_messages[uuid.upper()] = mensaje
 
     def override(self, uuid: str, code: int, mensaje: str = "") -> None:
         """Answer ``code`` to every authenticated call for ``uuid`` (both operations), for tests and demos."""
@@ -223,7 +231,8 @@ class Service:
         if email and rules.sends_notification(uuid):
             mensaje = uuid if result == "OK" else MESSAGES[213]
             note = Notification(uuid=uuid, status=result, to=email, rfc=rfc, message=mensaje)
-        return Answer(code, uuid if code == 200 else MESSAGES[211], notification=note, due=due)
+        mensaje = self.cancel_messages.get(uuid, uuid) if code == 200 else MESSAGES[211]
+        return Answer(code, mensaje, notification=note, due=due)
 
     def status(self, f: dict[str, str | None]) -> tuple[Answer, dict[str, Any]]:
         """Answer one ``getStatusCancelacionAsincrona``: 211 until due, then 200 + acuse or 213; 702 if unknown."""
@@ -240,10 +249,14 @@ class Service:
             if uuid in self.overrides:
                 return Answer(*self.overrides[uuid]), info
             tx = self._tx.get(uuid)
+            control = self.acuse_controls.get(uuid, self.acuse_default)
         if tx is None:
             return Answer(702, MESSAGES[702]), info
         if time.monotonic() < tx.due:
             return Answer(211, MESSAGES[211]), info
         if tx.result == "ERROR":
             return Answer(213, MESSAGES[213]), info
-        return Answer(200, uuid, acuse=acuse_xml(uuid, tx.rfc, datetime.now(UTC))), info
+        acuse = acuses.render(control, uuid, tx.rfc, datetime.now(UTC))
+        if control.in_mensaje:
+            return Answer(200, (acuse or b"").decode("utf-8", "replace")), info
+        return Answer(200, uuid, acuse=acuse), info
