@@ -137,8 +137,10 @@ def check(data: bytes | None, uuid: str) -> Verdict:
 
 
 def _check(data: bytes | None, uuid: str) -> Verdict:
-    if data is None or not data.strip():
-        return _unusable("no acuse: empty")
+    if data is None:
+        return _unusable("no acuse")
+    if not data.strip():
+        return _unusable("the acuse is empty")
     if len(data) > MAX_BYTES:
         return _unusable(f"the acuse is {len(data)} bytes, more than {MAX_BYTES}")
     try:

@@ -27,8 +27,9 @@ from reconciler.states import State, Trigger
 if TYPE_CHECKING:
     from reconciler.provider import StatusReply
 
-# An 8-4-4-4-12 token of letters and digits of any script: a look-alike UUID is still a UUID to compare.
-_UUID_SHAPED = re.compile(r"[^\W_]{8}-[^\W_]{4}-[^\W_]{4}-[^\W_]{4}-[^\W_]{12}")
+# Five hyphen-joined runs of letters and digits of any script: a look-alike UUID (U+FB00 is one
+# character for "ff") is still a UUID to compare, and must then be this job's, in ASCII.
+_UUID_SHAPED = re.compile(r"[^\W_]+(?:-[^\W_]+){4}")
 
 
 def cancel_names_another(uuid: str, message: str) -> str | None:
@@ -36,7 +37,8 @@ def cancel_names_another(uuid: str, message: str) -> str | None:
 
     The provider's page says a 200's ``mensaje`` is the UUID.  Fine: empty, or this UUID (ASCII,
     any case), optionally followed by ``|motivo|folio``.  Not fine: a first part holding any other
-    UUID-shaped token.  Free text without one is accepted.
+    UUID-shaped token (five hyphen-joined runs of letters or digits).  Free text without one is
+    accepted.
     """
     first = message.strip().split("|", 1)[0].strip()
     for found in _UUID_SHAPED.finditer(first):

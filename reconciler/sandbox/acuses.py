@@ -68,7 +68,7 @@ def render(control: AcuseControl, uuid: str, rfc: str, when: datetime) -> bytes 
         folios = _folios(named, control.estatus, True)
         return f"{head}<CancelaCFDResult {attrs}>{folios}{signature}</CancelaCFDResult>".encode()
     if shape == "garbage":
-        return b"\x8b\xffPK\x03\x04 not an acuse \xfe"
+        return b"\x8b\xffPK not an acuse \xfe"  # no control characters: also sendable as text
     if shape == "html":
         return b"<html><head><title>Login</title></head><body><p>Please log in</p></body></html>"
     if shape == "null":

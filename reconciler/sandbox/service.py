@@ -57,6 +57,7 @@ class Entry:
     soap: int = 11
     csd_cer_sha256: str | None = None
     csd_key_sha256: str | None = None
+    acuse_sha256: str | None = None  # of the acuse answered (in acuseSat or mensaje)
 
 
 class Record:
@@ -257,6 +258,7 @@ class Service:
         if tx.result == "ERROR":
             return Answer(213, MESSAGES[213]), info
         acuse = acuses.render(control, uuid, tx.rfc, datetime.now(UTC))
+        info["acuse_sha256"] = hashlib.sha256(acuse).hexdigest() if acuse is not None else None
         if control.in_mensaje:
             return Answer(200, (acuse or b"").decode("utf-8", "replace")), info
         return Answer(200, uuid, acuse=acuse), info
