@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sqlite3
 import uuid as uuidlib
@@ -166,6 +167,18 @@ def test_acuse_written_to_stdout_or_file(ledger_env: dict[str, str], tmp_path: P
     assert run_cli("acuse", U, env=ledger_env).stdout == "<Acuse>ñ</Acuse>"
     assert run_cli("acuse", U, "-o", str(tmp_path / "a.xml"), env=ledger_env).returncode == 0
     assert (tmp_path / "a.xml").read_bytes() == b"<Acuse>\xc3\xb1</Acuse>"
+
+
+def test_status_shows_the_acuses_digest(ledger_env: dict[str, str], tmp_path: Path) -> None:
+    run_cli("submit", U, "--rfc", RFC, env=ledger_env)
+    assert cli_json("status", U, env=ledger_env)["acuse_sha256"] is None  # type: ignore[index]
+    digest = hashlib.sha256(b"<Acuse/>").hexdigest()
+    with sqlite3.connect(tmp_path / "state" / "ledger.db") as db:
+        db.execute("UPDATE jobs SET acuse = ?, acuse_sha256 = ? WHERE uuid = ?", (b"<Acuse/>", digest, U))
+    job = cli_json("status", U, env=ledger_env)
+    assert (job["has_acuse"], job["acuse_sha256"]) == (True, digest)  # type: ignore[index]
+    table = run_cli("status", U, env=ledger_env)
+    assert table.returncode == 0 and "acuse_sha256" in table.stdout and digest in table.stdout
 
 
 def test_read_commands_do_not_import_heavy_libraries(ledger_env: dict[str, str]) -> None:

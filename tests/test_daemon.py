@@ -10,7 +10,7 @@ import asyncio
 import random
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -199,13 +199,18 @@ async def test_chaser_resolves_silent_jobs(rig_factory: Callable[..., Awaitable[
 
 
 async def test_overdue_jobs_are_flagged_once(rig_factory: Callable[..., Awaitable[Rig]]) -> None:
+    """Overdue means created more than ``stale_after_s`` ago, judged on the daemon's clock."""
     rig = await rig_factory()
     u = ok_uuid()
-    await rig.add(u)
-    rig.daemon.settings = rig.settings.model_copy(update={"schedule": FAST.model_copy(update={"stale_after_s": 0.001})})
-    await asyncio.sleep(0.01)
-    await rig.daemon.chase_pass()
-    await rig.daemon.chase_pass()
+    created = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    await rig.ledger.add_jobs([job_spec(u, RFC)], created, "test")
+    now = [created + timedelta(seconds=FAST.stale_after_s - 1)]
+    daemon = Daemon(rig.settings, rig.ledger, rig.provider, None, clock=lambda: now[0], rng=random.Random(7))
+    await daemon.chase_pass()
+    assert not (await rig.ledger.get_job(u)).overdue  # one second short of stale
+    now[0] = created + timedelta(seconds=FAST.stale_after_s + 1)
+    await daemon.chase_pass()
+    await daemon.chase_pass()
     assert (await rig.ledger.get_job(u)).overdue
     assert await rig.ledger.overdue_count() == 1 and await rig.ledger.event_count("overdue") == 1
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import stat
@@ -189,6 +190,30 @@ async def test_version_1_ledger_keeps_its_unmarked_notifications_through_migrati
         assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == len(rows)
         assert db.execute("SELECT uid FROM messages WHERE message_id = '<m5>'").fetchall() == [(5,)]
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+
+
+async def test_migration_3_fills_the_digest_of_the_acuses_already_stored(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as db:  # a ledger as version 2 left it: acuses without digests
+        db.executescript(MIGRATIONS[0])
+        db.executescript(MIGRATIONS[1])
+        db.execute("PRAGMA user_version = 2")
+        db.executemany(
+            "INSERT INTO jobs (uuid, rfc_emisor, motivo, state, created_at, updated_at, acuse)"
+            " VALUES (?, 'AAA010101AAA', '02', ?, 'x', 'x', ?)",
+            [(U1, "ok", b"<Acuse>\xc3\xb1</Acuse>"), (U2, "queued", None)],
+        )
+    db.close()
+    async with await Ledger.open(path) as ledger:
+        done, queued = await ledger.get_job(U1), await ledger.get_job(U2)
+        assert done.acuse_sha256 == hashlib.sha256(b"<Acuse>\xc3\xb1</Acuse>").hexdigest()
+        assert (queued.acuse_sha256, queued.has_acuse) == (None, False)
+        assert done.as_dict()["acuse_sha256"] == done.acuse_sha256
+        await ledger.apply([Change(U2, Trigger.CONFIRMED_OK, "t", {"acuse": b"<A/>", "acuse_sha256": "ab"})], T0)
+        assert (await ledger.get_job(U2)).acuse_sha256 == "ab"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     db.close()
 
 
