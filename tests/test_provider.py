@@ -17,6 +17,7 @@ from reconciler.codes import Outcome, StatusOutcome
 from reconciler.errors import ProviderError
 from reconciler.provider import POOL_SIZE, ProviderClient, Redactor, Reply, StatusReply
 from reconciler.sandbox import UUIDS_204, UUIDS_211, Sandbox
+from reconciler.sandbox.acuses import AcuseControl
 from reconciler.validation import JobSpec, job_spec
 from tests.fixtures_sandbox import RFC, SandboxFactory, provider_settings
 
@@ -295,6 +296,54 @@ async def test_acuse_as_text(sandbox_factory: SandboxFactory, tmp_path: Path) ->
     finally:
         await client.aclose()
     assert done.acuse is not None and done.acuse.startswith(b"<?xml")
+
+
+@pytest.mark.parametrize("style", ["base64", "text"])
+async def test_the_acuse_is_judged_wherever_it_comes_from(
+    sandbox_factory: SandboxFactory, tmp_path: Path, style: str
+) -> None:
+    sb = sandbox_factory(acuse_style=style, notify_delay_s=0)
+    client = await client_for(sb, tmp_path)
+    field = "acuseSat" if style == "base64" else "acuseSAT"
+    try:
+        cases = {
+            new_job(): (AcuseControl(), field, StatusOutcome.DONE),
+            new_job(): (AcuseControl(in_mensaje=True), "mensaje", StatusOutcome.DONE),
+            new_job(): (AcuseControl(estatus=205, in_mensaje=True), "mensaje", StatusOutcome.FAILED),
+            new_job(): (AcuseControl("html"), field, StatusOutcome.DISPUTED),
+            new_job(): (AcuseControl("null", in_mensaje=True), None, StatusOutcome.DISPUTED),
+        }
+        for job, (control, _, _) in cases.items():
+            sb.service.acuse_for(job.uuid, control)
+            await client.cancel(job)
+        for job, (control, source, outcome) in cases.items():
+            done = await status_until(client, job.uuid, outcome)
+            assert (done.code, done.outcome, done.acuse_from) == (200, outcome, source), control
+            assert done.verdict is not None
+            if source is not None:
+                sent = [e.acuse_sha256 for e in sb.record.entries() if e.uuid == job.uuid and e.acuse_sha256]
+                assert done.acuse is not None and hashlib.sha256(done.acuse).hexdigest() == sent[-1]
+    finally:
+        await client.aclose()
+
+
+def test_acuse_fields_in_order_of_precedence() -> None:
+    from types import SimpleNamespace
+
+    from reconciler.provider import _acuse
+
+    xml = b"<Acuse/>"
+    assert _acuse(SimpleNamespace(acuseSat=xml, acuseSAT="<B/>"), "<C/>") == (xml, "acuseSat")
+    assert _acuse(SimpleNamespace(acuseSat=None, acuseSAT=" <B/> "), "<C/>") == (b" <B/> ", "acuseSAT")
+    encoded = base64.b64encode(xml).decode()
+    assert _acuse(SimpleNamespace(acuseSAT=encoded), "") == (xml, "acuseSAT")
+    assert _acuse(SimpleNamespace(acuseSat=b""), "x <?xml version='1.0'?><A/>") == (
+        b"x <?xml version='1.0'?><A/>",
+        "mensaje",
+    )
+    assert _acuse(SimpleNamespace(), "  <A/>") == (b"  <A/>", "mensaje")
+    assert _acuse(SimpleNamespace(), "71452784-AFC7-4BE5-8623-3BA1436D573B") == (None, None)
+    assert _acuse(SimpleNamespace(acuseSat=b"null"), "") == (b"null", "acuseSat")  # judged, not dropped
 
 
 async def test_concurrency_is_bounded_and_spread_over_pools(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:

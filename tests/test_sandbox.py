@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import json
@@ -260,6 +261,10 @@ def test_the_command(tmp_path: Path) -> None:
         str(maildir),
         "--notify-delay-s",
         "0",
+        "--acuse-shape",
+        "wrapped",
+        "--acuse-estatus",
+        "202",
     ]
     env = {**os.environ, "SANDBOX_PASSWORD": "other-pass"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
@@ -279,6 +284,14 @@ def test_the_command(tmp_path: Path) -> None:
         assert b"<ax21:status>200</ax21:status>" in r.content
         assert json.loads(httpx.get(f"{base}/_sandbox/record").content)["accepted"] == {u: 1}
         poll(lambda: maildir.joinpath("new").is_dir() and any(maildir.joinpath("new").iterdir()))
+        ask = (
+            f'<e:Envelope xmlns:e="{soap.SOAP11}" xmlns:ns="{soap.NS}"><e:Body><ns:getStatusCancelacionAsincrona>'
+            f"<ns:usuario>{TEST_USER}</ns:usuario><ns:password>other-pass</ns:password>"
+            f"<ns:transactionId>{u}</ns:transactionId></ns:getStatusCancelacionAsincrona></e:Body></e:Envelope>"
+        )
+        r = httpx.post(f"{base}/ws/services/Cancelacion.CancelacionHttpsSoap11Endpoint/", content=ask)
+        sent = base64.b64decode(r.content.split(b"<ax21:acuseSat>")[1].split(b"<")[0])
+        assert b"<CancelaCFDResult" in sent and b"<EstatusUUID>202</EstatusUUID>" in sent
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=10)
