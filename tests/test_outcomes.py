@@ -36,6 +36,14 @@ def test_a_cancel_200_naming_another_uuid_is_not(mensaje: str) -> None:
     assert reason is not None and reason.startswith("cancelarAsincrono answered 200 naming another UUID: ")
 
 
+def test_a_look_alike_of_this_uuid_is_another_uuid() -> None:
+    ff = U[:-2] + "FF"  # U+FB00 (one character) folds to "FF" under .upper()
+    assert (U[:-2] + "ﬀ").upper() == ff
+    assert cancel_names_another(ff, U[:-2] + "ﬀ") is not None
+    assert cancel_names_another(ff, U[:-2] + "ﬀ|02|") is not None
+    assert cancel_names_another(ff, ff.lower() + "|02|") is None
+
+
 def job(claim: str | None = None, checks: int = 0) -> Job:
     at = "2026-01-01T00:00:00.000Z"
     return Job(
