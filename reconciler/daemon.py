@@ -266,7 +266,7 @@ class Daemon:
         mismatch = cancel_names_another(job.uuid, reply.message) if reply.code == 200 else None
         if mismatch is not None:
             # Not an acceptance of this job (a reply meant for another request?): retry; a 701 then proves it.
-            event[1]["outcome"] = str(Outcome.TRANSIENT)
+            event[1].update(outcome=str(Outcome.TRANSIENT), meaning=mismatch)
             retry_at = next_attempt(
                 now, job.attempts, self.settings.schedule.retry_base_s, self.settings.schedule.retry_max_s, self.rng
             )
