@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reconciler.acuse import Kind, Verdict, check, sha256
 from reconciler.codes import StatusOutcome, classify_status
@@ -42,6 +44,14 @@ def test_a_look_alike_of_this_uuid_is_another_uuid() -> None:
     assert cancel_names_another(ff, U[:-2] + "ﬀ") is not None
     assert cancel_names_another(ff, U[:-2] + "ﬀ|02|") is not None
     assert cancel_names_another(ff, ff.lower() + "|02|") is None
+
+
+@given(st.text(max_size=200), st.sampled_from(["", "|02|", "|01|" + OTHER]))
+def test_cancel_names_another_never_raises_and_knows_this_uuid(text: str, suffix: str) -> None:
+    reason = cancel_names_another(U, text)
+    assert reason is None or (reason.startswith("cancelarAsincrono") and "\n" not in reason)
+    assert cancel_names_another(U, U.lower() + suffix) is None
+    assert cancel_names_another(U, f"{OTHER}{suffix}") is not None
 
 
 def job(claim: str | None = None, checks: int = 0) -> Job:
