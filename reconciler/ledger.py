@@ -147,6 +147,8 @@ class Ledger:
         ledger = cls(db, p)
         try:
             await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            if not migrate:  # refuse an older or newer schema before touching the file at all
+                await ledger._migrate(migrate=False, dry=True)
             await ledger._use_wal()
             await db.execute("PRAGMA synchronous = FULL")
             for pragma in _TUNING:
@@ -210,18 +212,19 @@ class Ledger:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
 
-    async def _migrate(self, *, migrate: bool = True, backup: bool = False) -> None:
+    async def _migrate(self, *, migrate: bool = True, backup: bool = False, dry: bool = False) -> None:
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         version = int(row[0]) if row else 0
         if version > len(MIGRATIONS):
             raise LedgerError(ledgerfile.newer(self.path, version))
-        if 0 < version < len(MIGRATIONS):
-            if not migrate:
-                raise LedgerError(ledgerfile.older(self.path, version))
-            if backup:
-                dest = await asyncio.to_thread(ledgerfile.backup_beside, self.path, version)
-                log.warning("ledger %s: schema %d -> %d; backup in %s", self.path, version, len(MIGRATIONS), dest)
+        if 0 < version < len(MIGRATIONS) and not migrate:
+            raise LedgerError(ledgerfile.older(self.path, version))
+        if dry:
+            return
+        if 0 < version < len(MIGRATIONS) and backup:
+            dest = await asyncio.to_thread(ledgerfile.backup_beside, self.path, version)
+            log.warning("ledger %s: schema %d -> %d; backup in %s", self.path, version, len(MIGRATIONS), dest)
         while version < len(MIGRATIONS):
             async with self._tx() as db:
                 async with db.execute("PRAGMA user_version") as cur:
