@@ -95,11 +95,15 @@ def backup_beside(path: Path, version: int) -> Path:
 
 
 def version_of(path: Path) -> int:
-    """The schema version of an existing file (read-only); 0 for an empty file."""
+    """The schema version of an existing ledger (read-only); refuses a file that is not a ledger."""
     try:
         db = sqlite3.connect(readonly_uri(path), uri=True)
         try:
-            return int(db.execute("PRAGMA user_version").fetchone()[0])
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version == 0:  # never migrate somebody else's database (or an empty file) into a ledger
+                tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+                raise LedgerError(verdict(path, 0, tables) or f"ledger {path}: not a reconciler ledger")
+            return version
         finally:
             db.close()
     except sqlite3.Error as e:

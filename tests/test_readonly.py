@@ -94,6 +94,10 @@ def test_sqlite_without_the_ledgers_tables(tmp_path: Path) -> None:
     db.commit()
     db.close()
     _reads_refuse(path, "without the ledger's tables")
+    before = _digest(path)
+    done = run_cli("migrate", env=_env(path))  # never turns somebody else's database into a ledger
+    assert done.returncode == 1 and "without the ledger's tables" in done.stderr, done
+    assert _digest(path) == before
 
 
 @pytest.mark.parametrize("n", range(1, len(MIGRATIONS)))
