@@ -63,8 +63,11 @@ class DaemonLock:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = _open(path, os.O_RDWR | os.O_CREAT)
         except OSError as e:
-            why = "is a symlink" if e.errno == errno.ELOOP else (e.strerror or str(e))
-            raise LedgerError(f"lock file {path}: {why}") from e
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                why = f"readonly for this user ({e.strerror})"
+            else:
+                why = "is a symlink" if e.errno == errno.ELOOP else (e.strerror or str(e))
+            raise LedgerError(f"ledger {Path(ledger)}: cannot take the daemon lock: {path}: {why}") from e
         deadline = time.monotonic() + _ACQUIRE_S
         while True:
             try:
