@@ -457,32 +457,15 @@ def run(ctx: Context, once: bool, log_level: str) -> int:
 @click.pass_obj
 def migrate(ctx: Context, backup: str | None) -> None:
     """Apply the ledger's pending schema migrations (the daemon must not be running)."""
-    from reconciler import ledgerfile
-    from reconciler.ledger import Ledger
-    from reconciler.lock import DaemonLock
-    from reconciler.schema import MIGRATIONS
+    from reconciler.migration import migrate as apply
 
     path = ctx.ledger_path()
-    if not path.exists():
-        raise ReconcilerError(f"ledger {path}: not found (check [ledger] path)")
-    held = DaemonLock.acquire(path)  # no daemon may start, or run, while the schema changes
-    try:
-        before = ledgerfile.version_of(path)
-        if before > len(MIGRATIONS):
-            raise ReconcilerError(ledgerfile.newer(path, before))
-        if backup is not None:
-            ledgerfile.backup_to(path, Path(backup))
-            click.echo(f"backed up {path} to {backup}", err=True)
-
-        async def go() -> None:
-            await (await Ledger.open(path, create=False)).close()  # open migrates
-
-        _run(go())
-    finally:
-        held.release()
+    before, after = apply(path, Path(backup) if backup is not None else None)
+    if backup is not None:
+        click.echo(f"backed up {path} to {backup}", err=True)
     click.echo(
-        f"ledger {path}: schema {before} -> {len(MIGRATIONS)}"
-        if before < len(MIGRATIONS)
+        f"ledger {path}: schema {before} -> {after}"
+        if before < after
         else f"ledger {path}: schema {before} is current; nothing to do"
     )
 
