@@ -52,10 +52,18 @@ def _run(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-async def _with_ledger(ctx: Context, fn: Callable[[Ledger], Awaitable[T]], *, create: bool = False) -> T:
+async def _with_ledger(
+    ctx: Context, fn: Callable[[Ledger], Awaitable[T]], *, create: bool = False, write: bool = False
+) -> T:
+    """Run ``fn`` on the ledger: read-only unless ``write`` or ``create``; writers never migrate."""
     from reconciler.ledger import Ledger
 
-    async with await Ledger.open(ctx.ledger_path(), create=create) as ledger:
+    path = ctx.ledger_path()
+    if create or write:
+        opened = await Ledger.open(path, create=create, migrate=False)
+    else:
+        opened = await Ledger.open_readonly(path)
+    async with opened as ledger:
         return await fn(ledger)
 
 
@@ -230,12 +238,14 @@ async def _snapshot(ledger: Ledger) -> Any:
 @click.pass_obj
 def summary(ctx: Context, as_json: bool) -> None:
     """Counts per state and the daemon's health facts."""
+    from reconciler import lock
     from reconciler.clock import utc_now
     from reconciler.health import evaluate
 
     snap = _run(_with_ledger(ctx, _snapshot))
     health = evaluate(snap, utc_now())
     facts = snap.facts
+    held = lock.holder(ctx.ledger_path())
     if as_json:
         _emit_json(
             {
@@ -245,6 +255,7 @@ def summary(ctx: Context, as_json: bool) -> None:
                 "recent_conflicts": snap.recent_conflicts,
                 "breaker": facts.get("breaker"),
                 "heartbeat": facts.get("heartbeat"),
+                "daemon": {"running": held is not None, "pid": held.pid if held else None},
                 "last_mailbox_pass": facts.get("mailbox_pass"),
                 "health": health.level.name,
                 "problems": health.problems,
@@ -263,6 +274,7 @@ def summary(ctx: Context, as_json: bool) -> None:
         "daemon",
         ("fact", "value"),
         [
+            ("daemon", lock.describe(held)),
             ("heartbeat", beat.get("recorded_at", "never")),
             ("last mailbox pass", mailbox.get("recorded_at", "never")),
             (
@@ -288,8 +300,11 @@ def check(ctx: Context) -> int:
     except ReconcilerError as e:
         click.echo(f"RECONCILER UNKNOWN - {e}")
         return 3
+    from reconciler import lock
+
     health = evaluate(snap, utc_now())
-    click.echo(health.line(snap))
+    line, sep, perf = health.line(snap).partition(" | ")
+    click.echo(f"{line}; {lock.describe(lock.holder(ctx.ledger_path()))}{sep}{perf}")
     return int(health.level)
 
 
@@ -437,6 +452,24 @@ def run(ctx: Context, once: bool, log_level: str) -> int:
     return _run(run_service(settings, once=once))
 
 
+@cli.command()
+@click.option("--backup", "backup", metavar="PATH", help="First copy the ledger to PATH (a new file).")
+@click.pass_obj
+def migrate(ctx: Context, backup: str | None) -> None:
+    """Apply the ledger's pending schema migrations (the daemon must not be running)."""
+    from reconciler.migration import migrate as apply
+
+    path = ctx.ledger_path()
+    before, after = apply(path, Path(backup) if backup is not None else None)
+    if backup is not None:
+        click.echo(f"backed up {path} to {backup}", err=True)
+    click.echo(
+        f"ledger {path}: schema {before} -> {after}"
+        if before < after
+        else f"ledger {path}: schema {before} is current; nothing to do"
+    )
+
+
 def _secrets(settings: Settings) -> list[str]:
     """Every secret value configured, for the log filter (the last line of defence)."""
     from functools import partial
@@ -469,7 +502,7 @@ def resume(ctx: Context) -> None:
             await ledger.record_event(None, "breaker", "cli", detail, utc_now())
         return cleared
 
-    if _run(_with_ledger(ctx, go)):
+    if _run(_with_ledger(ctx, go, write=True)):
         click.echo("circuit breaker cleared: the daemon submits again at its next pass")
     else:
         click.echo("circuit breaker was not open; nothing changed")

@@ -44,6 +44,9 @@ class _Section(BaseModel):
 
 class LedgerSettings(_Section):
     path: Path = DEFAULT_LEDGER
+    # How long one write waits inside SQLite for another process's lock before the daemon logs
+    # that it is waiting (it then keeps retrying: contention is never fatal).
+    busy_timeout_s: float = Field(default=30.0, ge=0.05, le=3600.0)
 
 
 class ProviderSettings(_Section):

@@ -33,3 +33,7 @@ class ProviderError(ReconcilerError):
 
 class MailboxError(ReconcilerError):
     """The IMAP mailbox could not be reached, logged in to or read."""
+
+
+class AlreadyRunningError(LedgerError):
+    """Another daemon holds the ledger's lock; the message names its pid."""

@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
+import random
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
@@ -21,7 +24,7 @@ from typing import Any
 
 import aiosqlite
 
-from reconciler import ledgermail
+from reconciler import backoff, contention, ledgerfile, ledgermail
 from reconciler.clock import iso
 from reconciler.errors import JobNotFoundError, LedgerError
 from reconciler.reconcile import Applied, SeenMessage, plan
@@ -31,6 +34,8 @@ from reconciler.states import TERMINAL, State, Step, step
 from reconciler.validation import JobSpec
 
 __all__ = ["Applied", "Change", "Event", "Job", "Ledger", "SeenMessage"]
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 500  # SQLite host parameters per IN (...) list
 # How long a writer waits for another (the daemon and a CLI import, say) before giving up.
@@ -117,12 +122,27 @@ class Ledger:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
+        self._rng = random.Random()
+        self._closed = False
 
     # -- opening ---------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> Ledger:
-        """Open (and migrate) the ledger; create it 0600, and its directory, when ``create``."""
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        migrate: bool = True,
+        backup: bool = False,
+        busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000,
+    ) -> Ledger:
+        """Open (and migrate) the ledger; create it 0600, and its directory, when ``create``.
+
+        ``migrate=False`` still sets up a brand-new file but refuses an older schema (``submit``
+        and ``import`` beside a running older daemon); ``backup`` copies an older ledger next to
+        itself with SQLite's backup API before migrating it (the daemon).
+        """
         p = Path(path)
         try:
             _prepare_file(p, create)
@@ -133,12 +153,14 @@ class Ledger:
             raise LedgerError(f"ledger {p}: {e}") from e
         ledger = cls(db, p)
         try:
-            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            if not migrate:  # refuse an older or newer schema before touching the file at all
+                await ledger._migrate(migrate=False, dry=True)
             await ledger._use_wal()
             await db.execute("PRAGMA synchronous = FULL")
             for pragma in _TUNING:
                 await db.execute(pragma)
-            await ledger._migrate()
+            await ledger._migrate(migrate=migrate, backup=backup)
         except sqlite3.Error as e:
             await db.close()
             raise LedgerError(f"ledger {p}: {e}") from e
@@ -146,6 +168,34 @@ class Ledger:
             await db.close()
             raise
         return ledger
+
+    @classmethod
+    async def open_readonly(cls, path: str | os.PathLike[str]) -> Ledger:
+        """Open for reading only (``mode=ro``): never creates, migrates, chmods or switches to WAL."""
+        p = Path(path)
+        if not await asyncio.to_thread(p.exists):
+            raise LedgerError(f"ledger {p}: not found (check [ledger] path, or queue a job first)")
+        try:
+            db = await aiosqlite.connect(ledgerfile.readonly_uri(p), uri=True, isolation_level=None)
+        except sqlite3.Error as e:
+            raise LedgerError(f"ledger {p}: {e}") from e
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            version = int(next(iter(await db.execute_fetchall("PRAGMA user_version")))[0])
+            tables = [r[0] for r in await db.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            problem = ledgerfile.verdict(p, version, tables)
+        except sqlite3.DatabaseError as e:
+            await db.close()
+            if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+                raise LedgerError(f"ledger {p}: not a reconciler ledger (not an SQLite database)") from e
+            raise LedgerError(f"ledger {p}: {e}") from e
+        except BaseException:
+            await db.close()
+            raise
+        if problem is not None:
+            await db.close()
+            raise LedgerError(problem)
+        return cls(db, p)
 
     async def _use_wal(self) -> None:
         """Switch a new file to WAL (persistent, so once per ledger).
@@ -169,17 +219,21 @@ class Ledger:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, *, migrate: bool = True, backup: bool = False, dry: bool = False) -> None:
         # Migration 3 fills acuse_sha256 for the acuses already stored.
         await self._db.create_function("sha256", 1, _sha256, deterministic=True)
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         version = int(row[0]) if row else 0
         if version > len(MIGRATIONS):
-            raise LedgerError(
-                f"ledger {self.path}: schema version {version} is newer than this reconciler knows "
-                f"({len(MIGRATIONS)}); upgrade reconciler"
-            )
+            raise LedgerError(ledgerfile.newer(self.path, version))
+        if 0 < version < len(MIGRATIONS) and not migrate:
+            raise LedgerError(ledgerfile.older(self.path, version))
+        if dry:
+            return
+        if 0 < version < len(MIGRATIONS) and backup:
+            dest = await asyncio.to_thread(ledgerfile.backup_beside, self.path, version)
+            log.warning("ledger %s: schema %d -> %d; backup in %s", self.path, version, len(MIGRATIONS), dest)
         while version < len(MIGRATIONS):
             async with self._tx() as db:
                 async with db.execute("PRAGMA user_version") as cur:
@@ -193,6 +247,7 @@ class Ledger:
                 await db.execute(f"PRAGMA user_version = {version}")
 
     async def close(self) -> None:
+        self._closed = True
         await self._db.close()
 
     async def __aenter__(self) -> Ledger:
@@ -205,10 +260,7 @@ class Ledger:
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction (BEGIN IMMEDIATE: no lock upgrade deadlocks between processes)."""
         async with self._lock:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as e:
-                raise LedgerError(f"ledger {self.path}: {e}") from e
+            await self._begin()
             try:
                 yield self._db
                 await self._db.execute("COMMIT")
@@ -218,6 +270,30 @@ class Ledger:
                 if isinstance(e, sqlite3.Error):
                     raise LedgerError(f"ledger {self.path}: {e}") from e
                 raise
+
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE, waiting as long as it takes while another process holds the write lock.
+
+        Contention is not a failure: past the busy timeout SQLite answers "database is locked"
+        (SQLITE_BUSY / SQLITE_LOCKED); we log one line, back off and try again until the lock is
+        free (or the ledger is closed).  Every other error (disk full, read-only, corrupt) raises.
+        """
+        attempt = 0
+        started = 0.0
+        while True:
+            try:
+                await self._db.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.Error as e:
+                if not contention.is_busy(e) or self._closed:
+                    raise LedgerError(f"ledger {self.path}: {e}") from e
+            attempt += 1
+            if attempt == 1:
+                started = time.monotonic()
+                log.warning("ledger %s: another process holds the write lock; waiting for it", self.path)
+            await asyncio.sleep(backoff.delay(attempt, 0.05, 2.0, self._rng))
+        if attempt:
+            log.info("ledger %s: write lock free after %.1fs; carrying on", self.path, time.monotonic() - started)
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:

@@ -15,6 +15,7 @@ from reconciler import sdnotify
 from reconciler.daemon import Daemon
 from reconciler.errors import MailboxError
 from reconciler.ledger import Ledger
+from reconciler.lock import DaemonLock
 
 if TYPE_CHECKING:
     from reconciler.config import Settings
@@ -49,12 +50,21 @@ async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool) -> boo
 
 async def run(settings: Settings, *, once: bool = False) -> int:
     """Open everything, run, close everything; returns the process exit code."""
+    # One daemon per ledger: the lock comes before anything touches the ledger or the provider.
+    lock = DaemonLock.acquire(settings.ledger.path)
+    try:
+        return await _run_locked(settings, once=once)
+    finally:
+        lock.release()
+
+
+async def _run_locked(settings: Settings, *, once: bool) -> int:
     import signal
 
     from reconciler.mailbox import Watcher
     from reconciler.provider import ProviderClient
 
-    ledger = await Ledger.open(settings.ledger.path)
+    ledger = await Ledger.open(settings.ledger.path, backup=True, busy_timeout_s=settings.ledger.busy_timeout_s)
     provider: ProviderClient | None = None
     watcher: Watcher | None = None
     endpoint: Any = None
