@@ -153,6 +153,9 @@ class Ledger:
             raise LedgerError(f"ledger {p}: {e}") from e
         ledger = cls(db, p)
         try:
+            # Migration 3 fills acuse_sha256 for the acuses already stored.  Registered before any
+            # statement: SQLite refuses to redefine a function while statements are active.
+            await db.create_function("sha256", 1, _sha256, deterministic=True)
             await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             if not migrate:  # refuse an older or newer schema before touching the file at all
                 await ledger._migrate(migrate=False, dry=True)
@@ -220,8 +223,6 @@ class Ledger:
             delay = min(delay * 2, 0.25)
 
     async def _migrate(self, *, migrate: bool = True, backup: bool = False, dry: bool = False) -> None:
-        # Migration 3 fills acuse_sha256 for the acuses already stored.
-        await self._db.create_function("sha256", 1, _sha256, deterministic=True)
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         version = int(row[0]) if row else 0
