@@ -9,7 +9,6 @@ decisions themselves come from the pure modules :mod:`reconciler.states` and
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ from reconciler.clock import iso
 from reconciler.errors import JobNotFoundError, LedgerError
 from reconciler.reconcile import Applied, SeenMessage, plan
 from reconciler.records import AddResult, Change, Event, Job, dumps
-from reconciler.schema import MIGRATIONS
+from reconciler.schema import MIGRATIONS, sha256_hex
 from reconciler.states import TERMINAL, State, Step, step
 from reconciler.validation import JobSpec
 
@@ -97,10 +96,6 @@ def _prepare_file(p: Path, create: bool) -> None:
         os.chmod(p, 0o600)
 
 
-def _sha256(value: object) -> str | None:
-    return hashlib.sha256(value).hexdigest() if isinstance(value, bytes) else None
-
-
 def _statements(script: str) -> list[str]:
     """Split a migration into complete statements (triggers contain inner semicolons)."""
     out: list[str] = []
@@ -155,7 +150,7 @@ class Ledger:
         try:
             # Migration 3 fills acuse_sha256 for the acuses already stored.  Registered before any
             # statement: SQLite refuses to redefine a function while statements are active.
-            await db.create_function("sha256", 1, _sha256, deterministic=True)
+            await db.create_function("sha256", 1, sha256_hex, deterministic=True)
             await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             if not migrate:  # refuse an older or newer schema before touching the file at all
                 await ledger._migrate(migrate=False, dry=True)

@@ -6,6 +6,14 @@ its own transaction at open.  Never edit a migration that has shipped: add one.
 
 from __future__ import annotations
 
+import hashlib
+
+
+def sha256_hex(value: object) -> str | None:
+    """The SQL function ``sha256(blob)`` that migration 3 uses; register it on every connection that migrates."""
+    return hashlib.sha256(value).hexdigest() if isinstance(value, bytes) else None
+
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: jobs, the append-only event log, mailbox checkpoints and message dedupe, health facts.
     """

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.lock import DaemonLock
-from reconciler.schema import MIGRATIONS
+from reconciler.schema import MIGRATIONS, sha256_hex
 
 from .conftest import run_cli
 
@@ -38,6 +38,7 @@ def _siblings(path: Path) -> set[str]:
 def _older(path: Path, n: int) -> None:
     """A ledger built with only the first ``n`` migrations (rollback journal: no -wal, no -shm)."""
     db = sqlite3.connect(path, isolation_level=None)
+    db.create_function("sha256", 1, sha256_hex)
     for script in MIGRATIONS[:n]:
         db.executescript(script)
     db.execute(f"PRAGMA user_version = {n}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.schema import MIGRATIONS
+from reconciler.schema import MIGRATIONS, sha256_hex
 
 from ..harness import Stack, generated_uuids, start_stack, wait_until
 
@@ -59,6 +59,7 @@ def test_the_daemon_backs_up_an_older_ledger_before_migrating_it(stack: Stack) -
     old = len(MIGRATIONS) - 1
     stack.ledger.parent.mkdir(parents=True)
     db = sqlite3.connect(stack.ledger, isolation_level=None)
+    db.create_function("sha256", 1, sha256_hex)
     for script in MIGRATIONS[:old]:
         db.executescript(script)
     db.execute(f"PRAGMA user_version = {old}")
