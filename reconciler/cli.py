@@ -12,7 +12,7 @@ import contextlib
 import io
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -59,20 +59,45 @@ async def _with_ledger(ctx: Context, fn: Callable[[Ledger], Awaitable[T]], *, cr
         return await fn(ledger)
 
 
+def _stdout() -> IO[str]:
+    """``sys.stdout``, or one clear error when the command was started with it closed (``>&-``)."""
+    if sys.stdout is None:
+        raise ReconcilerError("stdout is closed: nothing can be written (use -o FILE where the command has it)")
+    return sys.stdout
+
+
+@contextlib.contextmanager
+def _writing_stdout() -> Iterator[IO[str]]:
+    """stdout for a stream of output; a failed write (``>/dev/full``) is one line, not a traceback."""
+    out = _stdout()
+    try:
+        yield out
+    except BrokenPipeError:
+        raise  # the reader left (``| head``): main stops quietly
+    except OSError as e:
+        _silence_stdout()
+        raise ReconcilerError(f"cannot write to stdout: {e.strerror or e}") from e
+
+
 def _emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    _stdout().write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
 
 
 def _table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+    """Print a table; every cell is literal text (never rich markup) on one line (controls escaped)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from reconciler.outside import one_line
 
     table = Table(title=title, header_style="bold")
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+        table.add_row(*(Text("" if v is None else one_line(str(v))) for v in row))
+    out = _stdout()
+    Console(file=out, width=None if out.isatty() else 200).print(table)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")
@@ -312,8 +337,9 @@ def acuse(ctx: Context, uuid: str, output: str | None) -> None:
     if data is None:
         raise JobNotFoundError(f"job {key} has no acuse stored (state {job.state})")
     if output is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        with _writing_stdout() as out:
+            out.buffer.write(data)  # type: ignore[attr-defined]
+            out.flush()
         return
     _write_output(output, lambda f: f.write(data))
     click.echo(f"wrote {len(data)} bytes to {output}", err=True)
@@ -332,6 +358,7 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
     import csv
 
     from reconciler.clock import iso, parse_iso
+    from reconciler.outside import csv_cell
 
     since_iso = None
     if since is not None:
@@ -363,14 +390,16 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
         async for job in ledger.iter_jobs(state=State(state) if state else None, since=since_iso):
             row = job.as_dict()
             if writer:
-                writer.writerow(["" if row[k] is None else row[k] for k in fields])
+                writer.writerow(["" if row[k] is None else csv_cell(row[k]) for k in fields])
             else:
                 out.write(json.dumps({k: row[k] for k in fields}, ensure_ascii=False) + "\n")
             n += 1
         return n
 
     if output is None:
-        _run(_with_ledger(ctx, lambda ledger: go(ledger, sys.stdout)))
+        with _writing_stdout() as out:
+            _run(_with_ledger(ctx, lambda ledger: go(ledger, out)))
+            out.flush()
         return
 
     def write(f: IO[bytes]) -> int:
@@ -387,29 +416,51 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
 
 
 def _write_output(output: str, write: Callable[[IO[bytes]], T]) -> T:
-    """Write a file whole or not at all: a temporary file renamed over the target.
+    """Write a file whole or not at all: a fresh temporary file renamed over the target.
 
-    A target that exists and is not a regular file (``/dev/null``, a FIFO) is written
-    directly: renaming over it would replace the device with a file.
+    The temporary file is created exclusively (``mkstemp``: ``O_CREAT | O_EXCL``, so a
+    symlink or file planted next to the target is never followed nor reused), synced, then
+    renamed into place; it is removed when anything fails.  It gets the mode the target
+    had, else the one the umask gives a new file.  A target that exists and is not a
+    regular file (``/dev/null``, a FIFO) is written directly: renaming over it would
+    replace the device with a file.
     """
+    import os
+    import stat
+    import tempfile
+
     if not output.strip():
         raise ValidationError("--output: empty file name")
     target = Path(output)
     try:
-        if target.exists() and not target.is_file():
+        try:
+            st: os.stat_result | None = target.stat()
+        except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
             with target.open("wb") as f:
                 return write(f)
-        tmp = target.with_name(f".{target.name}.tmp")
+        if st is not None:
+            mode = stat.S_IMODE(st.st_mode)
+        else:
+            umask = os.umask(0o022)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
-            with tmp.open("wb") as f:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), mode)
                 result = write(f)
-            tmp.replace(target)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
             return result
-        finally:
-            with contextlib.suppress(OSError):  # e.g. the name was too long to create in the first place
-                tmp.unlink(missing_ok=True)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     except OSError as e:
-        raise ReconcilerError(f"{output}: {e.strerror}") from e
+        raise ReconcilerError(f"{output}: {e.strerror or e}") from e
 
 
 # -- the daemon ------------------------------------------------------------------
@@ -484,23 +535,28 @@ def demo(keep: bool, generated: int) -> int:
     """The offline sandbox demo: simulator, IMAP server and the real daemon on loopback."""
     from rich.console import Console
 
+    from reconciler.outside import one_line
+
     try:
         from reconciler.demo import run_demo
     except ModuleNotFoundError as e:
         raise ReconcilerError(f"the demo needs {e.name}: pip install 'reconciler[demo]'") from e
     console = Console()
     result = run_demo(keep=keep, generated=generated, console=console)
+    from rich.markup import escape
+
     for line in result.mismatches:
-        console.print(f"[red]MISMATCH[/] {line}")
+        console.print(f"[red]MISMATCH[/] {escape(line)}")
     forged = (
-        f"forged OK for {result.forged_uuid} refused: {result.untrusted_reason}"
+        escape(f"forged OK for {result.forged_uuid} refused: {one_line(result.untrusted_reason)}")
         if result.untrusted_reason
         else (f"[red]the forged OK for {result.forged_uuid} was not recorded as untrusted[/]")
     )
     console.print(forged)
     _run(_summary_table(result.config))
-    console.print(f"demo ledger: {result.config.parent / 'ledger.sqlite3'} (log: {result.config.parent / 'demo.log'})")
-    console.print(f"try: reconciler --config {result.config} status")
+    where = f"demo ledger: {result.config.parent / 'ledger.sqlite3'} (log: {result.config.parent / 'demo.log'})"
+    console.print(escape(where))
+    console.print(escape(f"try: reconciler --config {result.config} status"))
     console.print(
         "[green]every job reached the state the simulator intended[/]" if result.ok else "[red]demo FAILED[/]"
     )
@@ -538,15 +594,19 @@ def config_check(ctx: Context, as_json: bool) -> int:
     if as_json:
         _emit_json([c.as_dict() for c in checks])
     else:
+        from reconciler.outside import one_line
+
         for c in checks:
-            line = f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {c.detail}"
+            line = f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {one_line(c.detail)}"
             click.echo(line + (f" -> fix: {c.fix}" if c.fix else ""))
     return 0 if all(c.ok for c in checks) else 2
 
 
 def _one_line(error: BaseException) -> str:
-    """Errors are one line even when a user-given name carries a newline."""
-    return str(error).replace("\r", "\\r").replace("\n", "\\n")
+    """Errors are one line even when a user-given name carries a newline or a control character."""
+    from reconciler.outside import one_line
+
+    return one_line(str(error))
 
 
 def main() -> None:
@@ -567,4 +627,17 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader went away (``export | head``): stop quietly, and keep Python's final
+        # flush of stdout from printing a traceback about the same pipe.
+        _silence_stdout()
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _silence_stdout() -> None:
+    import os
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
