@@ -154,14 +154,16 @@ def submit(ctx: Context, uuid: str, rfc: str, motivo: str, folio_sustitucion: st
 def import_(ctx: Context, file: str, as_json: bool) -> None:
     """Queue jobs from a CSV file (header uuid,rfc,motivo,folio_sustitucion), all or nothing."""
     from reconciler.clock import utc_now
-    from reconciler.jobfile import parse_jobs
+    from reconciler.jobfile import bounded_lines, parse_jobs
 
     if file == "-":
-        specs = parse_jobs(sys.stdin, "<stdin>")
+        if sys.stdin is None:
+            raise ValidationError("<stdin>: stdin is closed")
+        specs = parse_jobs(bounded_lines(sys.stdin, "<stdin>"), "<stdin>")
     else:
         try:
             with open(file, encoding="utf-8-sig", newline="") as f:
-                specs = parse_jobs(f, file)
+                specs = parse_jobs(bounded_lines(f, file), file)
         except OSError as e:
             raise ValidationError(f"{file}: {e.strerror}") from e
 

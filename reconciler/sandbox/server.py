@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from reconciler.sandbox import soap, wsdl
+from reconciler.sandbox import hostile, soap, wsdl
 from reconciler.sandbox.notify import Deliverer, ImapConfig, ImapTarget, MaildirTarget, Notification, Target
 from reconciler.sandbox.service import Answer, Credentials, Service
 
@@ -135,6 +135,38 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.sandbox.wait_latency(self.arrived)
             self.arrived = None
 
+    def _send_hostile(self, sb: Sandbox, req: soap.Request, rogue: hostile.HostileReply) -> None:
+        """A reply set with ``sandbox.hostile``: streamed, and the client may hang up half-way."""
+        field = req.fields.get("uuid") or req.fields.get("transactionId")
+        uuid = (field or "").split("|", 1)[0].strip().upper() or None
+        sb.record.add(
+            operation=req.operation,
+            uuid_field=field,
+            uuid=uuid,
+            usuario=req.fields.get("usuario"),
+            code=None,
+            fault="hostile",
+            soap=req.version,
+        )
+        length, chunks = hostile.body(req.version, req.operation, rogue)
+        self._wait()
+        self.send_response(200)
+        self.send_header("Content-Type", soap.content_type(req.version, req.operation + "Response"))
+        if rogue.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+        try:
+            for chunk in chunks:
+                if sb.stopping.is_set():
+                    raise ConnectionAbortedError
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if rogue.chunked else chunk)
+            if rogue.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client stopped reading (as it should past its cap), or the sandbox stops
+            self.close_connection = True
+
     def _drop(self) -> None:
         self._wait()
         self.close_connection = True
@@ -177,6 +209,10 @@ class _Handler(BaseHTTPRequestHandler):
         except soap.BadRequest as e:
             sb.record.add(operation="?", uuid_field=None, uuid=None, usuario=None, code=None, fault="bad_request")
             self._send(500, soap.fault(version, str(e)), soap.content_type(version, "fault"))
+            return
+        rogue = sb.hostile.lookup(req.operation, req.fields)
+        if rogue is not None:
+            self._send_hostile(sb, req, rogue)
             return
         kind = sb.pick_fault()
         if kind in ("http500", "soap_fault", "drop", "garbage"):
@@ -248,6 +284,7 @@ class Sandbox:
         self._rng_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.hostile = hostile.HostileReplies()  # replies no honest provider sends, by UUID
         target: Target | None = None
         if self.config.imap is not None:
             target = ImapTarget(self.config.imap)
