@@ -93,18 +93,20 @@ def test_every_secret_source_is_capped(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     with pytest.raises(ConfigError, match=r"^credential provider_password: .*: larger than 64 KiB"):
         load_settings(write(tmp_path, "")).provider_password()
-    xoauth = load_settings(write(tmp_path, f'{MAILBOX}auth = "xoauth2"\noauth2_token_file = "{ZERO}"\n'))
-    with pytest.raises(ConfigError, match=r"^mailbox.oauth2_token_file: /dev/zero: larger than 64 KiB"):
+    xoauth = load_settings(write(tmp_path, f'{MAILBOX}auth = "xoauth2"\noauth2_token_file = "{big}"\n'))
+    with pytest.raises(ConfigError, match=r"^mailbox.oauth2_token_file: .*big: larger than 64 KiB"):
         oauth2_token(xoauth)
+    cer = tmp_path / "huge.cer"
+    cer.write_bytes(b"0" * ((1 << 20) + 1))
     csd = load_settings(
         write(
             tmp_path,
-            f'[[issuers]]\nrfc = "{RFC}"\ncsd_cer = "{ZERO}"\ncsd_key = "{ok}"\ncsd_password = "p"\n',
+            f'[[issuers]]\nrfc = "{RFC}"\ncsd_cer = "{cer}"\ncsd_key = "{ok}"\ncsd_password = "p"\n',
         )
     )
     from reconciler.provider import _load_csd
 
-    with pytest.raises(ConfigError, match=rf"^issuers\[{RFC}\].csd_cer: /dev/zero: larger than 1 MiB"):
+    with pytest.raises(ConfigError, match=rf"^issuers\[{RFC}\].csd_cer: .*huge.cer: larger than 1 MiB"):
         _load_csd(csd)
 
 
@@ -300,3 +302,12 @@ async def test_an_endless_wsdl_is_one_line(endless_url: str, tmp_path: Path) -> 
     endless_file = provider_settings(None, tmp_path, wsdl=ZERO)
     with pytest.raises(ConfigError, match=r"^provider.wsdl: /dev/zero: larger than 2 MiB"):
         await ProviderClient.create(endless_file)
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "１２", "2_000", "+", "", None, True, 2**31, -(2**31) - 1, 1.0])
+def test_int_takes_32_bit_ascii_integers_only(value: object) -> None:
+    """zeep parses xs:int first; this is the last check before a code reaches the ledger."""
+    from reconciler.provider import _int
+
+    assert _int(value) is None
+    assert _int(" +201 ") == 201 and _int(-(2**31)) == -(2**31)
