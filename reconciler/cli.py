@@ -313,7 +313,7 @@ def check(ctx: Context) -> int:
     try:
         snap = _run(_with_ledger(ctx, _snapshot))
     except ReconcilerError as e:
-        click.echo(f"RECONCILER UNKNOWN - {e}")
+        click.echo(f"RECONCILER UNKNOWN - {_one_line(e)}")
         return 3
     health = evaluate(snap, utc_now())
     click.echo(health.line(snap))

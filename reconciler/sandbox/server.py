@@ -13,6 +13,9 @@ Fault injection (``fault_rate``, a fraction of SOAP calls, spread evenly over
 request is processed, then the connection closes: a retry answers 701) and
 ``slow`` (processed, answered after ``slow_reply_s``: the client times out),
 ``garbage`` (HTTP 200 with an HTML page, as a captive proxy would answer).
+
+Replies no honest provider sends, per UUID (``sandbox.hostile.set(uuid, status=...,
+size=...)``, see :mod:`reconciler.sandbox.hostile`): any status text, any size, streamed.
 """
 
 from __future__ import annotations
