@@ -8,11 +8,10 @@ codes 0-3.  Read commands import neither zeep, imapclient nor apscheduler.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ import click
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, JobNotFoundError, ReconcilerError, ValidationError
+from reconciler.output import silence_stdout, stdout, write_file, writing_stdout
 from reconciler.states import State
 
 if TYPE_CHECKING:
@@ -59,28 +59,8 @@ async def _with_ledger(ctx: Context, fn: Callable[[Ledger], Awaitable[T]], *, cr
         return await fn(ledger)
 
 
-def _stdout() -> IO[str]:
-    """``sys.stdout``, or one clear error when the command was started with it closed (``>&-``)."""
-    if sys.stdout is None:
-        raise ReconcilerError("stdout is closed: nothing can be written (use -o FILE where the command has it)")
-    return sys.stdout
-
-
-@contextlib.contextmanager
-def _writing_stdout() -> Iterator[IO[str]]:
-    """stdout for a stream of output; a failed write (``>/dev/full``) is one line, not a traceback."""
-    out = _stdout()
-    try:
-        yield out
-    except BrokenPipeError:
-        raise  # the reader left (``| head``): main stops quietly
-    except OSError as e:
-        _silence_stdout()
-        raise ReconcilerError(f"cannot write to stdout: {e.strerror or e}") from e
-
-
 def _emit_json(obj: Any) -> None:
-    _stdout().write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    stdout().write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
 
 
 def _table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
@@ -96,7 +76,7 @@ def _table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[An
         table.add_column(column)
     for row in rows:
         table.add_row(*(Text("" if v is None else one_line(str(v))) for v in row))
-    out = _stdout()
+    out = stdout()
     Console(file=out, width=None if out.isatty() else 200).print(table)
 
 
@@ -339,11 +319,11 @@ def acuse(ctx: Context, uuid: str, output: str | None) -> None:
     if data is None:
         raise JobNotFoundError(f"job {key} has no acuse stored (state {job.state})")
     if output is None:
-        with _writing_stdout() as out:
+        with writing_stdout() as out:
             out.buffer.write(data)  # type: ignore[attr-defined]
             out.flush()
         return
-    _write_output(output, lambda f: f.write(data))
+    write_file(output, lambda f: f.write(data))
     click.echo(f"wrote {len(data)} bytes to {output}", err=True)
 
 
@@ -399,7 +379,7 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
         return n
 
     if output is None:
-        with _writing_stdout() as out:
+        with writing_stdout() as out:
             _run(_with_ledger(ctx, lambda ledger: go(ledger, out)))
             out.flush()
         return
@@ -413,56 +393,8 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
             text.detach()  # the caller closes the file
         return n
 
-    n = _write_output(output, write)
+    n = write_file(output, write)
     click.echo(f"exported {n} jobs to {output}", err=True)
-
-
-def _write_output(output: str, write: Callable[[IO[bytes]], T]) -> T:
-    """Write a file whole or not at all: a fresh temporary file renamed over the target.
-
-    The temporary file is created exclusively (``mkstemp``: ``O_CREAT | O_EXCL``, so a
-    symlink or file planted next to the target is never followed nor reused), synced, then
-    renamed into place; it is removed when anything fails.  It gets the mode the target
-    had, else the one the umask gives a new file.  A target that exists and is not a
-    regular file (``/dev/null``, a FIFO) is written directly: renaming over it would
-    replace the device with a file.
-    """
-    import os
-    import stat
-    import tempfile
-
-    if not output.strip():
-        raise ValidationError("--output: empty file name")
-    target = Path(output)
-    try:
-        try:
-            st: os.stat_result | None = target.stat()
-        except FileNotFoundError:
-            st = None
-        if st is not None and not stat.S_ISREG(st.st_mode):
-            with target.open("wb") as f:
-                return write(f)
-        if st is not None:
-            mode = stat.S_IMODE(st.st_mode)
-        else:
-            umask = os.umask(0o022)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), mode)
-                result = write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-            return result
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError as e:
-        raise ReconcilerError(f"{output}: {e.strerror or e}") from e
 
 
 # -- the daemon ------------------------------------------------------------------
@@ -632,14 +564,6 @@ def main() -> None:
     except BrokenPipeError:
         # The reader went away (``export | head``): stop quietly, and keep Python's final
         # flush of stdout from printing a traceback about the same pipe.
-        _silence_stdout()
+        silence_stdout()
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _silence_stdout() -> None:
-    import os
-
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
