@@ -8,7 +8,6 @@ codes 0-3.  Read commands import neither zeep, imapclient nor apscheduler.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import sys
@@ -22,6 +21,7 @@ import click
 
 from reconciler import __version__
 from reconciler.errors import ConfigError, JobNotFoundError, ReconcilerError, ValidationError
+from reconciler.output import silence_stdout, stdout, write_file, writing_stdout
 from reconciler.states import State
 
 if TYPE_CHECKING:
@@ -68,19 +68,24 @@ async def _with_ledger(
 
 
 def _emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    stdout().write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
 
 
 def _table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+    """Print a table; every cell is literal text (never rich markup) on one line (controls escaped)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from reconciler.outside import one_line
 
     table = Table(title=title, header_style="bold")
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+        table.add_row(*(Text("" if v is None else one_line(str(v))) for v in row))
+    out = stdout()
+    Console(file=out, width=None if out.isatty() else 200).print(table)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")
@@ -137,14 +142,16 @@ def submit(ctx: Context, uuid: str, rfc: str, motivo: str, folio_sustitucion: st
 def import_(ctx: Context, file: str, as_json: bool) -> None:
     """Queue jobs from a CSV file (header uuid,rfc,motivo,folio_sustitucion), all or nothing."""
     from reconciler.clock import utc_now
-    from reconciler.jobfile import parse_jobs
+    from reconciler.jobfile import bounded_lines, parse_jobs
 
     if file == "-":
-        specs = parse_jobs(sys.stdin, "<stdin>")
+        if sys.stdin is None:
+            raise ValidationError("<stdin>: stdin is closed")
+        specs = parse_jobs(bounded_lines(sys.stdin, "<stdin>"), "<stdin>")
     else:
         try:
             with open(file, encoding="utf-8-sig", newline="") as f:
-                specs = parse_jobs(f, file)
+                specs = parse_jobs(bounded_lines(f, file), file)
         except OSError as e:
             raise ValidationError(f"{file}: {e.strerror}") from e
 
@@ -298,7 +305,7 @@ def check(ctx: Context) -> int:
     try:
         snap = _run(_with_ledger(ctx, _snapshot))
     except ReconcilerError as e:
-        click.echo(f"RECONCILER UNKNOWN - {e}")
+        click.echo(f"RECONCILER UNKNOWN - {_one_line(e)}")
         return 3
     from reconciler import lock
 
@@ -327,10 +334,11 @@ def acuse(ctx: Context, uuid: str, output: str | None) -> None:
     if data is None:
         raise JobNotFoundError(f"job {key} has no acuse stored (state {job.state})")
     if output is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+        with writing_stdout() as out:
+            out.buffer.write(data)  # type: ignore[attr-defined]
+            out.flush()
         return
-    _write_output(output, lambda f: f.write(data))
+    write_file(output, lambda f: f.write(data))
     click.echo(f"wrote {len(data)} bytes to {output}", err=True)
 
 
@@ -347,6 +355,7 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
     import csv
 
     from reconciler.clock import iso, parse_iso
+    from reconciler.outside import csv_cell
 
     since_iso = None
     if since is not None:
@@ -378,14 +387,16 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
         async for job in ledger.iter_jobs(state=State(state) if state else None, since=since_iso):
             row = job.as_dict()
             if writer:
-                writer.writerow(["" if row[k] is None else row[k] for k in fields])
+                writer.writerow(["" if row[k] is None else csv_cell(row[k]) for k in fields])
             else:
                 out.write(json.dumps({k: row[k] for k in fields}, ensure_ascii=False) + "\n")
             n += 1
         return n
 
     if output is None:
-        _run(_with_ledger(ctx, lambda ledger: go(ledger, sys.stdout)))
+        with writing_stdout() as out:
+            _run(_with_ledger(ctx, lambda ledger: go(ledger, out)))
+            out.flush()
         return
 
     def write(f: IO[bytes]) -> int:
@@ -397,34 +408,8 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
             text.detach()  # the caller closes the file
         return n
 
-    n = _write_output(output, write)
+    n = write_file(output, write)
     click.echo(f"exported {n} jobs to {output}", err=True)
-
-
-def _write_output(output: str, write: Callable[[IO[bytes]], T]) -> T:
-    """Write a file whole or not at all: a temporary file renamed over the target.
-
-    A target that exists and is not a regular file (``/dev/null``, a FIFO) is written
-    directly: renaming over it would replace the device with a file.
-    """
-    if not output.strip():
-        raise ValidationError("--output: empty file name")
-    target = Path(output)
-    try:
-        if target.exists() and not target.is_file():
-            with target.open("wb") as f:
-                return write(f)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            with tmp.open("wb") as f:
-                result = write(f)
-            tmp.replace(target)
-            return result
-        finally:
-            with contextlib.suppress(OSError):  # e.g. the name was too long to create in the first place
-                tmp.unlink(missing_ok=True)
-    except OSError as e:
-        raise ReconcilerError(f"{output}: {e.strerror}") from e
 
 
 # -- the daemon ------------------------------------------------------------------
@@ -517,23 +502,28 @@ def demo(keep: bool, generated: int) -> int:
     """The offline sandbox demo: simulator, IMAP server and the real daemon on loopback."""
     from rich.console import Console
 
+    from reconciler.outside import one_line
+
     try:
         from reconciler.demo import run_demo
     except ModuleNotFoundError as e:
         raise ReconcilerError(f"the demo needs {e.name}: pip install 'reconciler[demo]'") from e
     console = Console()
     result = run_demo(keep=keep, generated=generated, console=console)
+    from rich.markup import escape
+
     for line in result.mismatches:
-        console.print(f"[red]MISMATCH[/] {line}")
+        console.print(f"[red]MISMATCH[/] {escape(line)}")
     forged = (
-        f"forged OK for {result.forged_uuid} refused: {result.untrusted_reason}"
+        escape(f"forged OK for {result.forged_uuid} refused: {one_line(result.untrusted_reason)}")
         if result.untrusted_reason
         else (f"[red]the forged OK for {result.forged_uuid} was not recorded as untrusted[/]")
     )
     console.print(forged)
     _run(_summary_table(result.config))
-    console.print(f"demo ledger: {result.config.parent / 'ledger.sqlite3'} (log: {result.config.parent / 'demo.log'})")
-    console.print(f"try: reconciler --config {result.config} status")
+    where = f"demo ledger: {result.config.parent / 'ledger.sqlite3'} (log: {result.config.parent / 'demo.log'})"
+    console.print(escape(where))
+    console.print(escape(f"try: reconciler --config {result.config} status"))
     console.print(
         "[green]every job reached the state the simulator intended[/]" if result.ok else "[red]demo FAILED[/]"
     )
@@ -571,15 +561,19 @@ def config_check(ctx: Context, as_json: bool) -> int:
     if as_json:
         _emit_json([c.as_dict() for c in checks])
     else:
+        from reconciler.outside import one_line
+
         for c in checks:
-            line = f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {c.detail}"
+            line = f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {one_line(c.detail)}"
             click.echo(line + (f" -> fix: {c.fix}" if c.fix else ""))
     return 0 if all(c.ok for c in checks) else 2
 
 
 def _one_line(error: BaseException) -> str:
-    """Errors are one line even when a user-given name carries a newline."""
-    return str(error).replace("\r", "\\r").replace("\n", "\\n")
+    """Errors are one line even when a user-given name carries a newline or a control character."""
+    from reconciler.outside import one_line
+
+    return one_line(str(error))
 
 
 def main() -> None:
@@ -600,4 +594,9 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader went away (``export | head``): stop quietly, and keep Python's final
+        # flush of stdout from printing a traceback about the same pipe.
+        silence_stdout()
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -17,14 +17,16 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from reconciler.configfile import DEFAULT_LEDGER, ENV_PREFIX, config_path, read_toml
+from reconciler.configfile import DEFAULT_LEDGER, ENV_PREFIX, SECRET_LIMIT, config_path, read_capped, read_toml
 from reconciler.errors import ConfigError
 
 PRODUCTION_WSDL = "https://solucionfactible.com/ws/services/Cancelacion?wsdl"
+DAY = 86400.0  # seconds: the upper bound of most intervals (bounds keep inf and 2**63 out)
+MIB = 1 << 20
 
 
 class _Section(BaseModel):
@@ -40,6 +42,16 @@ class _Section(BaseModel):
                 for k, v in data.items()
             }
         return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """``true`` is not a number (pydantic would read it as 1)."""
+        if isinstance(v, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation in (int, float, int | None, float | None):
+                raise ValueError("must be a number, not true or false")
+        return v
 
 
 class LedgerSettings(_Section):
@@ -57,8 +69,9 @@ class ProviderSettings(_Section):
     password: SecretStr | None = None
     password_file: Path | None = None
     notify_email: str | None = None
-    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    timeout_s: float = Field(default=30.0, gt=0, le=600, allow_inf_nan=False)
     max_concurrency: int = Field(default=16, ge=1, le=256)
+    max_reply_bytes: int = Field(default=2 * MIB, ge=64 * 1024, le=256 * MIB)
 
     @field_validator("notify_email")
     @classmethod
@@ -108,9 +121,9 @@ class MailboxSettings(_Section):
     folder: str = "INBOX"
     processed_folder: str | None = None
     idle: bool = True
-    poll_interval_s: float = Field(default=60.0, gt=0)
+    poll_interval_s: float = Field(default=60.0, gt=0, le=DAY, allow_inf_nan=False)
     batch_size: int = Field(default=500, ge=1, le=5000)
-    timeout_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0, le=3600, allow_inf_nan=False)
     trust: TrustSettings = TrustSettings()
 
     @property
@@ -121,16 +134,32 @@ class MailboxSettings(_Section):
 
 
 class ScheduleSettings(_Section):
-    retry_base_s: float = Field(default=30.0, gt=0)
-    retry_max_s: float = Field(default=3600.0, gt=0)
-    status_check_after_s: float = Field(default=1800.0, gt=0)
-    stale_after_s: float = Field(default=259200.0, gt=0)
-    submit_interval_s: float = Field(default=5.0, gt=0)
-    chase_interval_s: float = Field(default=60.0, gt=0)
+    retry_base_s: float = Field(default=30.0, gt=0, le=DAY, allow_inf_nan=False)
+    retry_max_s: float = Field(default=3600.0, gt=0, le=7 * DAY, allow_inf_nan=False)
+    status_check_after_s: float = Field(default=1800.0, gt=0, le=30 * DAY, allow_inf_nan=False)
+    stale_after_s: float = Field(default=259200.0, gt=0, le=365 * DAY, allow_inf_nan=False)
+    submit_interval_s: float = Field(default=5.0, gt=0, le=DAY, allow_inf_nan=False)
+    chase_interval_s: float = Field(default=60.0, gt=0, le=DAY, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _base_below_max(self) -> ScheduleSettings:
+        if self.retry_base_s > self.retry_max_s:
+            raise ValueError(f"retry_base_s ({self.retry_base_s:g}) must not exceed retry_max_s ({self.retry_max_s:g})")
+        return self
 
 
 class MetricsSettings(_Section):
     listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        _host, sep, port = v.rpartition(":")
+        if not sep or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port with a port 1-65535, got {v!r}")
+        return v
 
 
 class Settings(BaseSettings):
@@ -246,7 +275,7 @@ def _credential(name: str) -> Path | None:
 def read_secret_file(path: Path, key: str) -> SecretStr:
     """Read a secret from a file, stripping one trailing newline; the error names the key, never the content."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path, SECRET_LIMIT, f"{key}: {path}").decode("utf-8")
     except OSError as e:
         raise ConfigError(f"{key}: cannot read {path}: {e.strerror}") from e
     except UnicodeDecodeError as e:
@@ -301,3 +330,5 @@ def load_settings(explicit_config: str | os.PathLike[str] | None = None) -> Sett
         raise ConfigError(_describe(e)) from None
     except ValueError as e:  # pydantic-settings raises plain ValueError for unparsable env JSON
         raise ConfigError(f"environment: {e}") from None
+    except RecursionError:  # JSON in an environment variable nested too deeply
+        raise ConfigError("environment: a value is nested too deeply") from None

@@ -18,6 +18,10 @@ from reconciler.errors import ConfigError
 DEFAULT_CONFIG = Path("/etc/reconciler/config.toml")
 DEFAULT_LEDGER = Path("/var/lib/reconciler/ledger.sqlite3")
 ENV_PREFIX = "RECONCILER_"
+# Caps on the files settings name (see read_capped): far above any real one, far below harm.
+CONFIG_LIMIT = 1 << 20  # the config file
+SECRET_LIMIT = 64 << 10  # a password or token file, a systemd credential
+CSD_LIMIT = 1 << 20  # an issuer's CSD certificate or key (a few KiB in practice)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
@@ -30,11 +34,34 @@ def config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
     return DEFAULT_CONFIG, False
 
 
+def read_capped(path: Path, limit: int, name: str) -> bytes:
+    """The bytes of ``path``, read up to ``limit``: a file past it is a ConfigError naming ``name``.
+
+    Every file reconciler reads because a setting names it (the config, secrets, tokens,
+    CSD files, a WSDL file) goes through here, so ``/dev/zero`` or a runaway file costs at
+    most ``limit`` bytes, never memory without end.  OSError is left to the caller, which
+    knows the key to name.
+    """
+    with path.open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ConfigError(f"{name}: larger than {describe_size(limit)}; not read")
+    return data
+
+
+def describe_size(n: int) -> str:
+    """``1048576`` -> ``1 MiB (1048576 bytes)``: the exact limit, and what it is in round units."""
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit} ({n} bytes)"
+    return f"{n} bytes"
+
+
 def read_toml(path: Path, required: bool) -> dict[str, Any]:
     """The parsed TOML file; ``{}`` when the implicit default file is absent."""
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        data = read_capped(path, CONFIG_LIMIT, f"config file {path}")
+        return tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError as e:
         if required:
             raise ConfigError(f"config file {path}: not found") from e
@@ -49,6 +76,8 @@ def read_toml(path: Path, required: bool) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: invalid TOML: {e}") from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {path}: not UTF-8 text") from e
+    except RecursionError as e:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"config file {path}: invalid TOML: arrays or tables nested too deeply") from e
 
 
 def env_value(dotted: str) -> str | None:

@@ -30,6 +30,7 @@ from reconciler.clock import utc_now
 from reconciler.config import Settings, load_settings
 from reconciler.daemon import Daemon
 from reconciler.ledger import Ledger
+from reconciler.logs import OneLineFilter
 from reconciler.mailbox import Watcher
 from reconciler.provider import ProviderClient
 from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, intended_outcome
@@ -182,6 +183,8 @@ def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
     logging.basicConfig(
         filename=directory / "demo.log", level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(OneLineFilter())
     rng = random.Random(2022)
     uuids = _uuids(generated, rng)
     forged = next(u for u in uuids[10:] if intended_outcome(u) == "error")
@@ -197,16 +200,21 @@ def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
     try:
         config = _write_config(directory, sandbox, imap)
         settings = load_settings(config)
-        console.print(f"simulator at {sandbox.url}, IMAP (pymap) at {imap.host}:{imap.port}; {len(uuids)} jobs")
+        console.print(
+            f"simulator at {sandbox.url}, IMAP (pymap) at {imap.host}:{imap.port}; {len(uuids)} jobs", markup=False
+        )
         imap.deliver(_forgery(forged))
-        console.print(f"dropped a forged OK for {forged} from {FORGER}")
+        console.print(f"dropped a forged OK for {forged} from {FORGER}", markup=False)
         mismatches, reason = asyncio.run(_drive(settings, uuids, forged, console))
         result = DemoResult(not mismatches and reason is not None, directory, config, mismatches, forged, reason)
         if keep:
             console.print(
-                f"servers kept running: WSDL {sandbox.wsdl_url}, IMAP {imap.host}:{imap.port} user {imap.user}"
+                f"servers kept running: WSDL {sandbox.wsdl_url}, IMAP {imap.host}:{imap.port} user {imap.user}",
+                markup=False,
             )
-            console.print(f"their config (with the mailbox password in {directory / 'secrets'}): {config}")
+            console.print(
+                f"their config (with the mailbox password in {directory / 'secrets'}): {config}", markup=False
+            )
             console.print("press Ctrl-C to stop them")
             try:
                 while True:

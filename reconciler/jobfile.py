@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import IO
 
 from reconciler.errors import ValidationError
 from reconciler.validation import JobSpec, job_spec
@@ -11,6 +12,23 @@ from reconciler.validation import JobSpec, job_spec
 COLUMNS = ("uuid", "rfc", "motivo", "folio_sustitucion")
 REQUIRED = ("uuid", "rfc")
 MAX_REPORTED = 20
+MAX_LINE = 4096  # characters: a row is about 60; /dev/zero or a binary file is not read without end
+
+
+def bounded_lines(stream: IO[str], name: str, limit: int = MAX_LINE) -> Iterator[str]:
+    """The stream's lines; a line longer than ``limit`` stops with one ValidationError naming it."""
+    number = 0
+    while True:
+        try:
+            line = stream.readline(limit + 1)
+        except UnicodeDecodeError as e:
+            raise ValidationError(f"{name}: line {number + 1}: not UTF-8 text ({e.reason})") from e
+        if not line:
+            return
+        number += 1
+        if len(line) > limit and not line.endswith("\n"):
+            raise ValidationError(f"{name}: line {number}: longer than {limit} characters; not a job file")
+        yield line
 
 
 def parse_jobs(lines: Iterable[str], name: str = "<csv>") -> list[JobSpec]:

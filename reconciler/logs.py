@@ -6,6 +6,8 @@ import logging
 import sys
 from collections.abc import Iterable
 
+from reconciler.outside import one_line
+
 MASK = "***"
 
 
@@ -34,12 +36,33 @@ class SecretFilter(logging.Filter):
         return True
 
 
+class OneLineFilter(logging.Filter):
+    """Every record's message is one line: CR, LF and other controls in it are escaped.
+
+    The arguments of a log call are often outside text (a provider's ``mensaje``, a From
+    header, a Message-ID); a newline in one would write a forged second line into the log.
+    The whole formatted message is escaped (the templates have no line breaks of their
+    own); a traceback (``exc_info``) is formatted apart and stays multi-line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave it to the handler's own error report
+            return True
+        escaped = one_line(message)
+        if escaped != message:
+            record.msg, record.args = escaped, None
+        return True
+
+
 def setup(level: str = "INFO", *, journal: bool = False, secrets: Iterable[str] = ()) -> None:
     """Configure the root logger: no timestamps under journald (it adds its own)."""
     fmt = "%(levelname)s %(name)s: %(message)s" if journal else "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(fmt))
     handler.addFilter(SecretFilter(secrets))
+    handler.addFilter(OneLineFilter())  # after the secrets are masked: an escaped secret would not match
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -48,3 +71,6 @@ def setup(level: str = "INFO", *, journal: bool = False, secrets: Iterable[str] 
     # Library chatter that would log payloads or per-request lines at INFO/DEBUG.
     for noisy in ("httpx", "httpcore", "zeep", "apscheduler", "imapclient", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # zeep logs a traceback for every reply value that does not parse as its type (a status
+    # "abc"); the provider module reports that reply in one line of its own.
+    logging.getLogger("zeep.xsd.types.simple").setLevel(logging.CRITICAL)

@@ -24,6 +24,7 @@ import base64
 import binascii
 import logging
 import math
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -54,7 +55,9 @@ from reconciler.codes import (
     classify_status,
 )
 from reconciler.config import Settings
-from reconciler.errors import ConfigError, ProviderError
+from reconciler.configfile import CSD_LIMIT, read_capped
+from reconciler.errors import ConfigError, ProviderError, ReconcilerError
+from reconciler.outside import one_line
 from reconciler.validation import JobSpec
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,9 @@ logger = logging.getLogger(__name__)
 POOL_SIZE = 4
 LOG_LIMIT = 2000  # characters of a request or reply logged at DEBUG
 WSDL_CACHE = "wsdl-cache.sqlite3"
+MAX_REPLY_BYTES = 2 << 20  # the default of provider.max_reply_bytes
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # a status code is an xs:int
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,10}")  # ASCII digits only: str.isdigit() also takes "²" and "٣"
 CANCEL = "cancelarAsincrono"
 STATUS = "getStatusCancelacionAsincrona"
 
@@ -137,9 +143,15 @@ class _PooledTransport(AsyncTransport):
     """
 
     def __init__(
-        self, pools: list[httpx.AsyncClient], wsdl_client: httpx.Client, cache: SqliteCache | None, redact: Redactor
+        self,
+        pools: list[httpx.AsyncClient],
+        wsdl_client: httpx.Client,
+        cache: SqliteCache | None,
+        redact: Redactor,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         super().__init__(client=pools[0], wsdl_client=wsdl_client, cache=None)  # type: ignore[no-untyped-call]
+        self.max_reply_bytes = max_reply_bytes
         self.pools = pools
         self.inflight = [0] * len(pools)
         self.wsdl_cache = cache
@@ -149,10 +161,14 @@ class _PooledTransport(AsyncTransport):
             pool.headers = dict(pools[0].headers)
 
     def load(self, url: str) -> bytes:
-        if urlparse(url).scheme not in ("http", "https"):
+        scheme = urlparse(url).scheme
+        if scheme not in ("http", "https"):
+            if scheme in ("", "file"):  # a local WSDL: read it bounded, as every file a setting names
+                path = Path(os.path.expanduser(url.removeprefix("file://")))
+                return read_capped(path, self.max_reply_bytes, f"provider.wsdl: {path}")
             return bytes(super().load(url))  # type: ignore[no-untyped-call]
         try:
-            content = bytes(self._load_remote_data(url))  # type: ignore[no-untyped-call]
+            content = bytes(self._load_remote_data(url))
         except Exception as e:
             cached = self.wsdl_cache.get(url) if self.wsdl_cache is not None else None  # type: ignore[no-untyped-call]
             if not cached:
@@ -161,6 +177,21 @@ class _PooledTransport(AsyncTransport):
             return bytes(cached)
         self.fetched[url] = content
         return content
+
+    def _load_remote_data(self, url: str) -> bytes:
+        """GET a WSDL or XSD, reading at most ``max_reply_bytes`` of it."""
+        with self.wsdl_client.stream("GET", url) as response:
+            if response.is_error:
+                raise zeep.exceptions.TransportError(status_code=response.status_code)  # type: ignore[no-untyped-call]
+            _check_declared_length(response, self.max_reply_bytes)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > self.max_reply_bytes:
+                    raise ReplyTooLarge(self.max_reply_bytes)
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     def commit_cache(self) -> None:
         if self.wsdl_cache is not None:
@@ -180,7 +211,7 @@ class _PooledTransport(AsyncTransport):
             logger.debug("POST %s %s: %s", address, headers.get("SOAPAction", ""), self.redact(text, LOG_LIMIT))
         self.inflight[i] += 1
         try:
-            response = await self.pools[i].post(address, content=message, headers=headers)
+            response = await self._post_capped(self.pools[i], address, message, headers)
         finally:
             self.inflight[i] -= 1
         if debug:
@@ -192,9 +223,47 @@ class _PooledTransport(AsyncTransport):
             raise zeep.exceptions.TransportError(f"HTTP {status}", status_code=status)  # type: ignore[no-untyped-call]
         return response
 
+    async def _post_capped(
+        self, pool: httpx.AsyncClient, address: str, message: bytes | str, headers: dict[str, str]
+    ) -> httpx.Response:
+        """POST and read the reply as a stream, giving up past ``max_reply_bytes`` (decoded)."""
+        request = pool.build_request("POST", address, content=message, headers=headers)
+        response = await pool.send(request, stream=True)
+        try:
+            _check_declared_length(response, self.max_reply_bytes)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_reply_bytes:
+                    raise ReplyTooLarge(self.max_reply_bytes)
+                chunks.append(chunk)
+        finally:
+            await response.aclose()  # past the cap this drops the connection instead of draining it
+        # The body is decoded already: the copy keeps every header but the ones about the encoding.
+        kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+        return httpx.Response(response.status_code, headers=kept, content=b"".join(chunks), request=request)
+
     async def aclose(self) -> None:
         for pool in self.pools:
             await pool.aclose()
+
+
+class ReplyTooLarge(Exception):
+    """The provider's reply (or the WSDL) is larger than ``provider.max_reply_bytes``: not read further."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"reply larger than {limit} bytes (provider.max_reply_bytes)")
+        self.limit = limit
+
+
+_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def _check_declared_length(response: httpx.Response, limit: int) -> None:
+    declared = response.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise ReplyTooLarge(limit)
 
 
 def _describe(e: BaseException) -> str:
@@ -212,7 +281,7 @@ def _load_csd(settings: Settings) -> dict[str, _Csd]:
         files: dict[str, bytes] = {}
         for key, path in (("csd_cer", issuer.csd_cer), ("csd_key", issuer.csd_key)):
             try:
-                files[key] = path.read_bytes()
+                files[key] = read_capped(path, CSD_LIMIT, f"issuers[{issuer.rfc}].{key}: {path}")
             except OSError as e:
                 raise ConfigError(f"issuers[{issuer.rfc}].{key}: cannot read {path}: {e.strerror}") from e
         password = settings.csd_password(issuer)
@@ -233,6 +302,8 @@ def _bind(wsdl: str, port: str, endpoint: str | None, transport: _PooledTranspor
     """Parse the WSDL (blocking) and bind the configured port; ProviderError names what is wrong."""
     try:
         document = Document(wsdl, transport, settings=ZeepSettings())  # type: ignore[arg-type]
+    except ReconcilerError:  # a local WSDL past the size cap: the message names it already
+        raise
     except Exception as e:
         raise ProviderError(f"provider.wsdl: cannot load the WSDL {wsdl}: {_describe(e)}") from e
     transport.commit_cache()
@@ -298,7 +369,9 @@ class ProviderClient:
         tls = httpx.create_ssl_context()  # one context for every pool: each costs time and memory
         pools = [httpx.AsyncClient(timeout=timeout, limits=limits, verify=tls) for _ in range(npools)]
         wsdl_client = httpx.Client(timeout=timeout, verify=tls)
-        transport = _PooledTransport(pools, wsdl_client, _open_cache(settings.state_dir), redact)
+        transport = _PooledTransport(
+            pools, wsdl_client, _open_cache(settings.state_dir), redact, max_reply_bytes=p.max_reply_bytes
+        )
         try:
             service = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport)
         except BaseException:
@@ -333,10 +406,10 @@ class ProviderClient:
         result = await self._call(CANCEL, job.uuid, kwargs)
         if isinstance(result, _Failure):
             return Reply(None, result.message, result.classification)
-        code = _int(getattr(result, "status", None))
+        code, why = _code(result)
         message = _text(getattr(result, "mensaje", None))
         if code is None:
-            return Reply(None, "malformed reply: no status code", MALFORMED)
+            return Reply(None, why, MALFORMED)
         classification = classify(code)
         if not classification.known:
             logger.warning(
@@ -350,10 +423,10 @@ class ProviderClient:
         result = await self._call(STATUS, uuid, kwargs)
         if isinstance(result, _Failure):
             return StatusReply(None, result.message, None, StatusOutcome.TRANSIENT)
-        code = _int(getattr(result, "status", None))
+        code, why = _code(result)
         message = _text(getattr(result, "mensaje", None))
         if code is None:
-            return StatusReply(None, "malformed reply: no status code", None, StatusOutcome.TRANSIENT)
+            return StatusReply(None, why, None, StatusOutcome.TRANSIENT)
         acuse, source = _acuse(result, message)
         verdict = check(acuse, uuid) if code == 200 else None
         c = classify_status(code, verdict)
@@ -368,6 +441,8 @@ class ProviderClient:
                     result = await self._service[operation](**kwargs)
             except (TimeoutError, httpx.TimeoutException):
                 failure = _Failure(f"timeout after {self._timeout:g}s", TIMEOUT)
+            except ReplyTooLarge as e:
+                failure = _Failure(str(e), MALFORMED)
             except httpx.ConnectError as e:
                 failure = _Failure(f"cannot connect to {self.address}: {e}", CONNECTION_ERROR)
             except httpx.TransportError as e:
@@ -391,13 +466,29 @@ class ProviderClient:
 
 
 def _int(value: object) -> int | None:
+    """A status code (``xs:int``): a 32-bit integer, given as such or in ASCII digits; else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str):
+        text = value.strip()
+        if not _INT_TEXT.fullmatch(text):
+            return None
+        value = int(text)
+    if isinstance(value, int) and INT32_MIN <= value <= INT32_MAX:
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
     return None
+
+
+def _code(result: Any) -> tuple[int | None, str]:
+    """The reply's status code, or None and why (missing, or not a 32-bit integer)."""
+    raw = getattr(result, "status", None)
+    code = _int(raw)
+    if code is not None:
+        return code, ""
+    if raw is None:
+        return None, "malformed reply: no status code (missing, or not an integer)"
+    shown = one_line(repr(raw if isinstance(raw, int | str) else type(raw).__name__)[:60])
+    return None, f"malformed reply: status {shown} is not a 32-bit integer"
 
 
 def _text(value: object) -> str:

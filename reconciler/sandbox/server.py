@@ -13,6 +13,9 @@ Fault injection (``fault_rate``, a fraction of SOAP calls, spread evenly over
 request is processed, then the connection closes: a retry answers 701) and
 ``slow`` (processed, answered after ``slow_reply_s``: the client times out),
 ``garbage`` (HTTP 200 with an HTML page, as a captive proxy would answer).
+
+Replies no honest provider sends, per UUID (``sandbox.hostile.set(uuid, status=...,
+size=...)``, see :mod:`reconciler.sandbox.hostile`): any status text, any size, streamed.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from reconciler.sandbox import soap, wsdl
+from reconciler.sandbox import hostile, soap, wsdl
 from reconciler.sandbox.acuses import AcuseControl
 from reconciler.sandbox.notify import Deliverer, ImapConfig, ImapTarget, MaildirTarget, Notification, Target
 from reconciler.sandbox.service import Answer, Credentials, Service
@@ -137,6 +140,38 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.sandbox.wait_latency(self.arrived)
             self.arrived = None
 
+    def _send_hostile(self, sb: Sandbox, req: soap.Request, rogue: hostile.HostileReply) -> None:
+        """A reply set with ``sandbox.hostile``: streamed, and the client may hang up half-way."""
+        field = req.fields.get("uuid") or req.fields.get("transactionId")
+        uuid = (field or "").split("|", 1)[0].strip().upper() or None
+        sb.record.add(
+            operation=req.operation,
+            uuid_field=field,
+            uuid=uuid,
+            usuario=req.fields.get("usuario"),
+            code=None,
+            fault="hostile",
+            soap=req.version,
+        )
+        length, chunks = hostile.body(req.version, req.operation, rogue)
+        self._wait()
+        self.send_response(200)
+        self.send_header("Content-Type", soap.content_type(req.version, req.operation + "Response"))
+        if rogue.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+        try:
+            for chunk in chunks:
+                if sb.stopping.is_set():
+                    raise ConnectionAbortedError
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if rogue.chunked else chunk)
+            if rogue.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client stopped reading (as it should past its cap), or the sandbox stops
+            self.close_connection = True
+
     def _drop(self) -> None:
         self._wait()
         self.close_connection = True
@@ -179,6 +214,10 @@ class _Handler(BaseHTTPRequestHandler):
         except soap.BadRequest as e:
             sb.record.add(operation="?", uuid_field=None, uuid=None, usuario=None, code=None, fault="bad_request")
             self._send(500, soap.fault(version, str(e)), soap.content_type(version, "fault"))
+            return
+        rogue = sb.hostile.lookup(req.operation, req.fields)
+        if rogue is not None:
+            self._send_hostile(sb, req, rogue)
             return
         kind = sb.pick_fault()
         if kind in ("http500", "soap_fault", "drop", "garbage"):
@@ -254,6 +293,7 @@ class Sandbox:
         self._rng_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.hostile = hostile.HostileReplies()  # replies no honest provider sends, by UUID
         target: Target | None = None
         if self.config.imap is not None:
             target = ImapTarget(self.config.imap)
