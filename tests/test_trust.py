@@ -11,7 +11,7 @@ import dkim
 import pytest
 
 from reconciler.config import TrustSettings
-from reconciler.notification import Notification, parse
+from reconciler.notification import Malformed, Notification, parse
 from reconciler.trust import (
     DkimUnavailable,
     aligned,
@@ -84,6 +84,8 @@ def test_allowed_senders(sender: str) -> None:
         (f"notificaciones@{DOMAIN}.", "not a valid address"),
         ("notificaciones@[127.0.0.1]", "not a valid address"),
         ("", "no From"),
+        (f"notificaciones@=?utf-8?q?{DOMAIN}?=", "not a valid address"),  # an addr-spec is never decoded
+        (f"Avisos <notificaciones@=?utf-8?q?{DOMAIN}?=>", "not a valid address"),
     ],
 )
 def test_refused_senders(sender: str, reason: str) -> None:
@@ -92,9 +94,9 @@ def test_refused_senders(sender: str, reason: str) -> None:
     assert reason in verdict.reason
 
 
-def test_repeated_from_headers_are_refused() -> None:
-    verdict = assess(note(extra="From: attacker@evil.example\r\n"), DEFAULT)
-    assert not verdict.trusted and "2 mailboxes" in verdict.reason
+def test_repeated_from_headers_are_malformed() -> None:
+    parsed = parse(notification(new_uuid(), extra="From: attacker@evil.example\r\n"))
+    assert isinstance(parsed, Malformed) and "From appears 2 times" in parsed.reason
 
 
 def test_custom_globs() -> None:
