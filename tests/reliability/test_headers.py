@@ -144,6 +144,13 @@ async def test_hostile_header_shapes_change_nothing(imap: ImapServer, ledger: Le
         assert any(kind == outcome and reason in why for kind, why in events), (name, events)
 
 
+def _marked_uid(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        (value,) = db.execute("SELECT marked_uid FROM mailbox_state").fetchone()
+    db.close()
+    return int(value)
+
+
 def _events(path: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(path) as db:
         rows = db.execute(
@@ -239,6 +246,7 @@ async def test_a_temporary_dns_failure_puts_off_only_that_message(
         assert (await ledger.get_job(behind)).state == State.OK
         assert (await ledger.get_job(slow)).state == State.AWAITING
         assert await ledger.checkpoint("INBOX") == (first.uidvalidity, 0)  # stays below the put-off UID
+        assert _marked_uid(ledger.path) == 0  # so does the mark watermark: a crash re-marks what lies above
         append(imap, sign(mail(later), private))
         second = await watcher.run_pass()  # still down: the new mail is read all the same
         assert second.outcomes == {"duplicate": 1, "applied": 1} and second.held == 1
@@ -280,6 +288,30 @@ async def test_a_lasting_dns_failure_ends_untrusted_after_a_bound(
 
 
 # -- a trusted ERROR under confirm_with_status is a claim -------------------------------------
+
+
+async def test_a_trusted_error_makes_the_job_due_for_a_status_call(imap: ImapServer, ledger: Ledger) -> None:
+    claimed, terminal = new_uuid(), new_uuid()
+    await add_jobs(ledger, [claimed, terminal])
+    with sqlite3.connect(ledger.path) as db:
+        db.execute("UPDATE jobs SET check_at = '2999-01-01T00:00:00.000000Z'")
+    db.close()
+    append(imap, mail(claimed, "ERROR"))
+    watcher = Watcher(settings_for(imap, ledger.path, trust={"confirm_with_status": True}), ledger)
+    try:
+        assert (await watcher.run_pass()).outcomes == {"claimed": 1}
+    finally:
+        await watcher.close()
+    job = await ledger.get_job(claimed)
+    assert job.state == State.AWAITING and job.claim is None  # the chaser asks; no OK is claimed
+    assert job.check_at is not None and job.check_at < "2999"  # due now, not when it was due before
+    append(imap, mail(terminal, "ERROR"))  # without confirm_with_status a trusted ERROR ends the job, as before
+    watcher = Watcher(settings_for(imap, ledger.path), ledger)
+    try:
+        assert (await watcher.run_pass()).outcomes == {"applied": 1}
+    finally:
+        await watcher.close()
+    assert (await ledger.get_job(terminal)).state == State.ERROR
 
 
 @pytest.fixture
