@@ -9,6 +9,7 @@ of passes, never the messages behind it. The lookups go through the real dnspyth
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import socket
 import sqlite3
@@ -22,7 +23,7 @@ import dns.resolver
 import pytest
 
 from reconciler.ledger import Ledger
-from reconciler.mailbox import Watcher
+from reconciler.mailbox import PassStats, Watcher
 from reconciler.sandbox import UUIDS_211
 from reconciler.sandbox.imapserver import ImapServer
 from reconciler.states import State
@@ -349,3 +350,28 @@ def test_a_trusted_error_is_a_claim_the_status_call_decides(stack: Stack) -> Non
     wait_until(lambda: stack.states()[processing] == "ok", 30, "the status call to decide")
     assert asked_since_claim()[-1] == 200
     assert stack.stop_daemon() == 0
+
+
+async def test_watch_waits_before_asking_again_about_a_put_off_message(
+    imap: ImapServer, ledger: Ledger, key: tuple[bytes, bytes]
+) -> None:
+    """A pass that put a message off is not a reason to run the next one at once: that would spend
+    the message's bounded retries in a second. The watcher waits its poll interval instead."""
+    private, public = key
+    slow = new_uuid()
+    await add_jobs(ledger, [slow])
+    append(imap, sign(mail(slow), private, selector=b"slow"))
+    stop = asyncio.Event()
+    passes: list[PassStats] = []
+
+    def on_pass(stats: PassStats) -> None:
+        passes.append(stats)
+        asyncio.get_running_loop().call_soon(stop.set)  # runs at the watcher's next await
+
+    settings = settings_for(imap, ledger.path, idle=False, poll_interval_s=60, trust={"verify_dkim": True})
+    watcher = Watcher(settings, ledger, dnsfunc=Dns(public), on_pass=on_pass)
+    try:
+        await asyncio.wait_for(watcher.watch(stop), 30)
+    finally:
+        await watcher.close()
+    assert [p.held for p in passes] == [1]
