@@ -246,11 +246,9 @@ class Watcher:
         marks: deque[tuple[asyncio.Future[None] | None, int]] = deque()
         watermark = 0
         marked = 0
-        # The lowest UID put off (DKIM unavailable for now): neither the checkpoint nor the mark
-        # watermark passes it, so the next pass reads it again; the messages after it are recorded
-        # already and the ledger's UID deduplication keeps them exactly-once.
-        hold: int | None = None
-        held = 0
+        # The lowest UID put off (DKIM unavailable for now): neither the checkpoint nor the mark watermark
+        # passes it, so a later pass reads it again; the ledger's UID dedupe keeps those after it exactly-once.
+        hold, held = 1 << 62, 0
 
         def marked_upto() -> int:
             nonlocal watermark
@@ -277,9 +275,8 @@ class Watcher:
                 fetched += sum(b.fetched for b in group)
                 notifications += len(seen)
                 put_off = [uid for b in group for uid in b.held]
-                held += len(put_off)
-                hold = min([*put_off, *([hold] if hold is not None else [])], default=None)
-                upto = group[-1].last_uid if hold is None else min(group[-1].last_uid, hold - 1)
+                held, hold = held + len(put_off), min([hold, *put_off])
+                upto = min(group[-1].last_uid, hold - 1)
                 applied = await self._ledger.apply_messages(
                     folder, uidvalidity, seen, upto, self._clock(), self._trust.confirm_with_status,
                     marked_upto(),

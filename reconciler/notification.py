@@ -12,6 +12,13 @@ message and returns one of:
 * :class:`Malformed`: ``X-SFService`` present but the rest does not add up; the
   reason is recorded for a human and nothing is applied.
 
+Strictly: ``From``, ``X-UUIDCancelacion`` and ``X-StatusCancelacion`` appear exactly once
+(a repeat, even an identical one, is malformed); a UUID or status holding any non-ASCII
+character, raw or RFC 2047-encoded, is malformed (U+FB00 would fold to ``FF``); so is a
+header block with a NUL or a CR or LF that does not end a line. An addr-spec is never
+RFC 2047-decoded: a From whose address holds an encoded word, or is not plain ASCII,
+records :data:`INVALID`, which no allowed sender matches (display names may be encoded).
+
 The header block is split by the standard library's ``email`` parser with the
 modern policy. Values that are plain ASCII without encoded words are only
 unfolded; anything else goes through the policy's header factory (RFC 2047

@@ -14,6 +14,12 @@ so a notification changes a job only when
    sender's domain and covering From, X-UUIDCancelacion and X-StatusCancelacion
    verifies (dkimpy).
 
+A DKIM key lookup that fails for a reason of the message's own making (a label over 63
+octets, a name that is no name, NXDOMAIN, no TXT record, a malformed key) is a verdict:
+untrusted. Only a temporary DNS failure (timeout, SERVFAIL, no nameserver answering) raises
+:class:`DkimUnavailable`; the watcher then puts that one message off to a later pass, at most
+:data:`DKIM_ATTEMPTS` passes (:class:`Postponements`), after which it is untrusted too.
+
 Why the *topmost* header with our authserv-id: each MTA adds its header on top,
 so headers above ours were added after our server's check by hops we trust
 anyway, and headers below it may be the sender's forgeries (RFC 8601 §5 asks

@@ -8,6 +8,9 @@ import tempfile
 from pathlib import Path
 
 import dkim
+import dns.exception
+import dns.name
+import dns.resolver
 import pytest
 
 from reconciler.config import TrustSettings
@@ -253,3 +256,42 @@ def test_sender_is_checked_before_dkim() -> None:
     raw = signed(notification(new_uuid(), sender="attacker@evil.example"))
     trusted, reason = judge(raw)
     assert not trusted and "attacker@evil.example" in reason
+
+
+def test_dkim_poisoned_selector_is_a_verdict_through_the_real_resolver() -> None:
+    raw = notification(new_uuid())
+    raw = dkim.sign(raw, b"a" * 70, DOMAIN.encode(), KEY, include_headers=INCLUDE) + raw
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    verdict = assess(parsed, DKIM_ON, raw)  # no dnsfunc: trust.resolve_txt, dnspython refuses the name itself
+    assert not verdict.trusted and "LabelTooLong" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("error", "temporary"),
+    [
+        (dns.resolver.NXDOMAIN(), False),
+        (dns.resolver.NoAnswer(), False),
+        (dns.name.LabelTooLong(), False),
+        (dns.name.EmptyLabel(), False),
+        (UnicodeDecodeError("ascii", b"\xff", 0, 1, "no"), False),
+        (dns.resolver.LifetimeTimeout(timeout=1.0, errors=[]), True),
+        (dns.exception.Timeout(), True),
+        (dns.resolver.NoNameservers(), True),  # SERVFAIL (or no answer) from every nameserver
+        (dkim.DnsTimeoutError("timed out"), True),
+        (OSError("network unreachable"), True),
+    ],
+)
+def test_dkim_lookup_failures_are_verdicts_unless_temporary(error: Exception, temporary: bool) -> None:
+    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
+        raise error
+
+    raw = signed(notification(new_uuid()))
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    if temporary:
+        with pytest.raises(DkimUnavailable, match="failed for now"):
+            assess(parsed, DKIM_ON, raw, dnsfunc=lookup)
+    else:
+        verdict = assess(parsed, DKIM_ON, raw, dnsfunc=lookup)
+        assert not verdict.trusted and f"DKIM key lookup failed: {type(error).__name__}" in verdict.reason
