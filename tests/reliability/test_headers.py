@@ -324,31 +324,32 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 @pytest.mark.timeout(120)
 def test_a_trusted_error_is_a_claim_the_status_call_decides(stack: Stack) -> None:
-    processing = sorted(UUIDS_211)[3]
-    stack.sandbox.service.notify_delay_s = 3600  # the provider keeps it in process (211), silently
-    stack.queue([processing])
+    processing = sorted(UUIDS_211)[3]  # the SAT will accept: the ERROR mail is a forgery
+    failing = new_uuid()[:-1] + "E"  # the simulator's rule: the SAT refuses this one (a status failure code)
+    stack.sandbox.service.notify_delay_s = 3600  # the provider keeps both in process (211), silently
+    stack.queue([processing, failing])
     stack.start_daemon()
-    wait_until(lambda: stack.states()[processing] == "awaiting", 30, "the job to be accepted")
-    stack.imap.deliver(mail(processing, "ERROR"))
-    wait_until(
-        lambda: any(e["uuid"] == processing for e in events_of(stack, "notification")), 30, "the ERROR to be read"
-    )
-    (claim,) = [e for e in events_of(stack, "notification") if e["uuid"] == processing]
-    assert claim["outcome"] == "claimed" and "ERROR claimed" in str(claim["reason"])
+    wait_until(lambda: set(stack.states().values()) == {"awaiting"}, 30, "the jobs to be accepted")
+    for uuid in (processing, failing):
+        stack.imap.deliver(mail(uuid, "ERROR"))
+    wait_until(lambda: len(events_of(stack, "notification")) == 2, 30, "the ERRORs to be read")
+    for claim in events_of(stack, "notification"):
+        assert claim["outcome"] == "claimed" and "ERROR claimed" in str(claim["reason"])
 
-    def asked_since_claim() -> list[int]:
-        rows = stack.query(
-            "SELECT kind, json_extract(detail, '$.code') FROM events WHERE uuid = ? ORDER BY id", [processing]
-        )
+    def asked_since_claim(uuid: str) -> list[int]:
+        rows = stack.query("SELECT kind, json_extract(detail, '$.code') FROM events WHERE uuid = ? ORDER BY id", [uuid])
         after = [code for i, (kind, code) in enumerate(rows) if kind == "status" and ("notification", None) in rows[:i]]
         return [int(c) for c in after]
 
-    wait_until(lambda: 211 in asked_since_claim(), 30, "the status call to be asked after the claim")
-    assert stack.states()[processing] == "awaiting"  # one forged ERROR is not terminal
+    for uuid in (processing, failing):
+        wait_until(lambda u=uuid: 211 in asked_since_claim(u), 30, "the status call to be asked after the claim")
+    assert set(stack.states().values()) == {"awaiting"}  # a trusted ERROR is not terminal: 211 keeps asking
     with stack.sandbox.service._lock:
-        stack.sandbox.service._tx[processing].due = 0.0
-    wait_until(lambda: stack.states()[processing] == "ok", 30, "the status call to decide")
-    assert asked_since_claim()[-1] == 200
+        for uuid in (processing, failing):
+            stack.sandbox.service._tx[uuid].due = 0.0
+    wait_until(lambda: stack.unresolved() == 0, 30, "the status call to decide")
+    assert stack.states() == {processing: "ok", failing: "error"}
+    assert asked_since_claim(processing)[-1] == 200 and asked_since_claim(failing)[-1] != 200
     assert stack.stop_daemon() == 0
 
 
