@@ -128,13 +128,13 @@ def writes(folder: str, uidvalidity: int, decisions: Sequence[Decision], jobs: d
         job_uuid = m.uuid if m.uuid in jobs else None
         out.events.append([job_uuid, kind, {k: v for k, v in detail.items() if v is not None}])
         changed = d.after != d.before
-        if changed or d.claim:
+        if changed or d.claim or d.check:
             assert m.uuid is not None and d.after is not None
             row = [
                 str(d.after),
                 at if d.after in TERMINAL else None,
                 "OK" if d.claim else None,
-                at if d.claim else None,
+                at if d.claim or d.check else None,
                 f"notification: {m.status}",
                 m.uuid,
             ]

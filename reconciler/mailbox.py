@@ -48,7 +48,7 @@ from reconciler.errors import MailboxError
 from reconciler.imap import IMAP_ERRORS, close_quietly, describe, open_imap, uid_set
 from reconciler.ledger import Ledger, SeenMessage
 from reconciler.notification import AUTH_RESULTS, HEADER_FIELDS, Malformed, Notification, NotNotification, parse
-from reconciler.trust import DnsFunc, assess
+from reconciler.trust import DnsFunc, Postponements, assess
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,6 +83,7 @@ class PassStats:
     last_uid: int
     rescan: bool = False  # UIDVALIDITY changed, the folder was read again from the start
     outcomes: Mapping[str, int] = field(default_factory=dict)
+    held: int = 0  # messages put off for a temporary DKIM failure: the checkpoint stays below them
 
 
 @dataclass(slots=True)
@@ -90,6 +91,7 @@ class _Batch:
     last_uid: int
     fetched: int
     seen: list[SeenMessage]
+    held: list[int] = field(default_factory=list)  # UIDs put off to a later pass (DKIM unavailable)
 
 
 class Watcher:
@@ -110,6 +112,7 @@ class Watcher:
         self._ledger = ledger
         self._clock = clock
         self._dnsfunc = dnsfunc
+        self._postponed = Postponements()
         self._trust = self._mb.trust
         self._trust_headers = self._trust.model_copy(update={"verify_dkim": False})
         fields = [*HEADER_FIELDS, *([AUTH_RESULTS] if self._trust.authserv_id else [])]
@@ -243,6 +246,9 @@ class Watcher:
         marks: deque[tuple[asyncio.Future[None] | None, int]] = deque()
         watermark = 0
         marked = 0
+        # The lowest UID put off (DKIM unavailable for now): neither the checkpoint nor the mark watermark
+        # passes it, so a later pass reads it again; the ledger's UID dedupe keeps those after it exactly-once.
+        hold, held = 1 << 62, 0
 
         def marked_upto() -> int:
             nonlocal watermark
@@ -268,15 +274,18 @@ class Watcher:
                 seen = [m for b in group for m in b.seen]
                 fetched += sum(b.fetched for b in group)
                 notifications += len(seen)
+                put_off = [uid for b in group for uid in b.held]
+                held, hold = held + len(put_off), min([hold, *put_off])
+                upto = min(group[-1].last_uid, hold - 1)
                 applied = await self._ledger.apply_messages(
-                    folder, uidvalidity, seen, group[-1].last_uid, self._clock(), self._trust.confirm_with_status,
+                    folder, uidvalidity, seen, upto, self._clock(), self._trust.confirm_with_status,
                     marked_upto(),
                 )  # fmt: skip
                 outcomes.update(a.outcome for a in applied)
                 self._report(seen, applied, warned)
                 to_mark = [a.uid for a in applied if a.mark]
                 # only after the commit above; queued behind the fetches already in flight
-                marks.append((self._submit(self._mark, to_mark) if to_mark else None, group[-1].last_uid))
+                marks.append((self._submit(self._mark, to_mark) if to_mark else None, upto))
                 marked += len(to_mark)
             for mark, _ in marks:
                 if mark is not None:
@@ -296,7 +305,7 @@ class Watcher:
         applied_count = outcomes["applied"] + outcomes["claimed"]
         stats = PassStats(
             fetched, notifications, applied_count, marked, duration, uidvalidity,
-            uids[-1] if uids else last, rescan, dict(outcomes),
+            uids[-1] if uids else last, rescan, dict(outcomes), held,
         )  # fmt: skip
         now = self._clock()
         await self._ledger.set_fact(
@@ -353,12 +362,13 @@ class Watcher:
         headers = await self._submit(self._fetch_headers, uids[0], uids[-1])
         loop = asyncio.get_running_loop()
         seen, candidates = await loop.run_in_executor(self._parser(), self._classify, headers)
+        held: list[int] = []
         for i in range(0, len(candidates), _FULL_FETCH_CHUNK):  # verify_dkim: whole messages, a few at a time
             chunk = candidates[i : i + _FULL_FETCH_CHUNK]
             bodies = await self._submit(self._fetch_whole, [uid for uid, _ in chunk])
-            seen.extend(await loop.run_in_executor(self._parser(), self._verify, chunk, bodies))
+            seen.extend(await loop.run_in_executor(self._parser(), self._verify, chunk, bodies, held))
         seen.sort(key=lambda m: m.uid)
-        return _Batch(uids[-1], len(headers), seen)
+        return _Batch(uids[-1], len(headers), seen, held)
 
     def _fetch_headers(self, first: int, last: int) -> dict[int, bytes]:
         client = self._need()
@@ -398,11 +408,17 @@ class Watcher:
                 seen.append(_seen(uid, parsed, verdict.trusted, verdict.reason))
         return seen, candidates
 
-    def _verify(self, chunk: Sequence[tuple[int, Notification]], bodies: Mapping[int, bytes]) -> list[SeenMessage]:
+    def _verify(
+        self, chunk: Sequence[tuple[int, Notification]], bodies: Mapping[int, bytes], held: list[int]
+    ) -> list[SeenMessage]:
+        """The DKIM verdicts; a message put off for now (DKIM unavailable) goes into ``held`` instead."""
         out: list[SeenMessage] = []
         for uid, notification in chunk:
-            verdict = assess(notification, self._trust, bodies.get(uid), dnsfunc=self._dnsfunc)
-            out.append(_seen(uid, notification, verdict.trusted, verdict.reason))
+            verdict = self._postponed.judge(uid, notification, self._trust, bodies.get(uid), self._dnsfunc)
+            if verdict is None:
+                held.append(uid)
+            else:
+                out.append(_seen(uid, notification, verdict.trusted, verdict.reason))
         return out
 
     def _parser(self) -> ThreadPoolExecutor:
@@ -442,9 +458,9 @@ class Watcher:
                     if outage is not None:
                         log.info("mailbox %s reachable again after %.0fs", self._mb.host, time.monotonic() - outage)
                         outage, attempt = None, 0
-                    if stats.fetched:
+                    if stats.fetched and not stats.held:
                         continue  # drain: mail may have arrived during a long pass
-                    if self._mb.idle and b"IDLE" in self._caps:
+                    if self._mb.idle and b"IDLE" in self._caps and not stats.held:
                         await self._run(self._idle_wait)
                     else:
                         await _wait(stop, self._mb.poll_interval_s)

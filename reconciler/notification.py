@@ -12,6 +12,13 @@ message and returns one of:
 * :class:`Malformed`: ``X-SFService`` present but the rest does not add up; the
   reason is recorded for a human and nothing is applied.
 
+Strictly: ``From``, ``X-UUIDCancelacion`` and ``X-StatusCancelacion`` appear exactly once
+(a repeat, even an identical one, is malformed); a UUID or status holding any non-ASCII
+character, raw or RFC 2047-encoded, is malformed (U+FB00 would fold to ``FF``); so is a
+header block with a NUL or a CR or LF that does not end a line. An addr-spec is never
+RFC 2047-decoded: a From whose address holds an encoded word, or is not plain ASCII,
+records :data:`INVALID`, which no allowed sender matches (display names may be encoded).
+
 The header block is split by the standard library's ``email`` parser with the
 modern policy. Values that are plain ASCII without encoded words are only
 unfolded; anything else goes through the policy's header factory (RFC 2047
@@ -27,7 +34,7 @@ import email.utils
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email import errors
+from email import _header_value_parser, errors
 from email.parser import BytesHeaderParser
 from functools import lru_cache
 from typing import Literal
@@ -51,6 +58,10 @@ _LDH = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 #: The addr-spec recorded for a From mailbox that could not be read unambiguously.
 INVALID = "<invalid address>"
 _MAX_TEXT = 998  # RFC 5322's line limit: longer values are cut in what we keep
+#: Fields a notification must carry exactly once: a repeat, even an identical one, is malformed
+#: (RFC 5322 allows one From; two UUID or status fields leave the claim to whichever a reader picks).
+_SINGLE = ("From", UUID_HEADER, STATUS_HEADER)
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # where the header block ends, as the email parser sees it
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +114,9 @@ def parse(data: bytes) -> Parsed:
         message_id = _first(headers, "message-id")
         return NotNotification(_clean(message_id) if message_id else None)
     try:
+        broken = _bare_break(bytes(data))
+        if broken is not None:  # "OK\rERROR": readers split such a value differently
+            return Malformed(f"a header holds a {broken}", None, _message_id(headers))
         return _notification(headers)
     except Exception as e:  # a parser bug must not hide a notification: show it to a human
         return Malformed(f"unparseable notification ({type(e).__name__})")
@@ -167,6 +181,23 @@ def _add_field(headers: dict[str, list[str]], lines: list[str]) -> None:
     headers.setdefault(name.lower(), []).append(value)
 
 
+def _bare_break(data: bytes) -> str | None:
+    """What breaks a line inside the header block other than its own line ending: a NUL, or a CR or
+    LF alone (in a CRLF block; in an LF-only block, any CR). None when every line ends the same way."""
+    found = _BLANK_LINE.search(data)
+    head = data[: found.start()] if found else data
+    if b"\0" in head:
+        return "NUL byte"
+    crlf = head.count(b"\r\n")
+    if crlf == 0 and b"\n" in head:  # LF line endings (a message saved by a Unix tool)
+        return "bare CR" if b"\r" in head else None
+    if head.count(b"\r") != crlf:
+        return "bare CR"
+    if head.count(b"\n") != crlf:
+        return "bare LF"
+    return None
+
+
 def _notification(headers: dict[str, list[str]]) -> Parsed:
     message_id = _message_id(headers)
     addresses, display, raw_from = _from(headers)
@@ -176,6 +207,11 @@ def _notification(headers: dict[str, list[str]]) -> Parsed:
     def malformed(reason: str, uuid: str | None = None) -> Malformed:
         return Malformed(reason, uuid, message_id, sender, date)
 
+    for name in _SINGLE:
+        count = len(headers.get(name.lower(), []))
+        if count > 1:
+            return malformed(f"{name} appears {count} times; exactly one is required")
+
     services = {_text(SERVICE, v) for v in headers[SERVICE.lower()]}
     wrong = sorted(s for s in services if s.lower() != "cancelar")
     if wrong:
@@ -184,6 +220,8 @@ def _notification(headers: dict[str, list[str]]) -> Parsed:
     uuids: set[str] = set()
     for raw in headers.get(UUID_HEADER.lower(), []):
         value = _text(UUID_HEADER, raw)
+        if (where := _non_ascii(value)) is not None:  # U+FB00 "ﬀ" would fold to "FF" under upper()
+            return malformed(f"{UUID_HEADER} holds {where}: {_show(value)}")
         try:
             uuids.add(parse_uuid(value, UUID_HEADER))
         except ValidationError:
@@ -194,7 +232,11 @@ def _notification(headers: dict[str, list[str]]) -> Parsed:
         return malformed(f"{UUID_HEADER} headers disagree: {', '.join(sorted(uuids))}")
     uuid = uuids.pop()
 
-    statuses = {_text(STATUS_HEADER, v).upper() for v in headers.get(STATUS_HEADER.lower(), [])}
+    raw_statuses = [_text(STATUS_HEADER, v) for v in headers.get(STATUS_HEADER.lower(), [])]
+    for value in raw_statuses:
+        if (where := _non_ascii(value)) is not None:
+            return malformed(f"{STATUS_HEADER} holds {where}: {_show(value)}", uuid)
+    statuses = {v.upper() for v in raw_statuses}
     if not statuses:
         return malformed(f"no {STATUS_HEADER} header", uuid)
     bad = sorted(s for s in statuses if s not in ("OK", "ERROR"))
@@ -243,15 +285,42 @@ def _addresses(raw: str) -> tuple[tuple[str, str | None], ...]:
         header = _POLICY.header_factory("from", raw)
         if any(isinstance(d, errors.InvalidHeaderDefect) for d in header.defects):
             return ((INVALID, None),)
+        if "=?" in raw and _encoded_addr_spec(raw):  # never decoded: the allowlist sees what an MTA routes
+            return ((INVALID, None),) * max(1, len(header.addresses))
         found: list[tuple[str, str | None]] = []
         for address in header.addresses:
-            if not address.username or not _is_hostname(address.domain):
+            if not address.username or not address.addr_spec.isascii() or not _is_hostname(address.domain):
                 found.append((INVALID, None))
             else:
                 found.append((_clean(address.addr_spec.lower()), _clean(address.display_name) or None))
         return tuple(found)
     except Exception:
         return ((INVALID, None),)
+
+
+def _encoded_addr_spec(raw: str) -> bool:
+    """Whether an RFC 2047 encoded word sits inside an addr-spec (only display names may hold one)."""
+
+    def walk(token: object, inside: bool) -> bool:
+        kind = getattr(token, "token_type", None)
+        inside = inside or kind == "addr-spec"
+        if inside and kind == "encoded-word":
+            return True
+        return isinstance(token, list) and any(walk(t, inside) for t in token)
+
+    try:
+        return walk(_header_value_parser.get_address_list(raw)[0], False)
+    except Exception:
+        return True  # unreadable: fail closed
+
+
+def _non_ascii(value: str) -> str | None:
+    """'non-ASCII character 'ﬀ' (U+FB00) at position 3' for the first one, or None."""
+    for i, c in enumerate(value, 1):
+        if not c.isascii():
+            shown = c if c.isprintable() else "?"
+            return f"non-ASCII character {shown!r} (U+{ord(c):04X}) at position {i}"
+    return None
 
 
 def _is_hostname(domain: str) -> bool:

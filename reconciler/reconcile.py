@@ -52,6 +52,9 @@ class Decision:
     reason: str
     before: State | None = None
     after: State | None = None
+    #: Make the job due for a status call now without recording an OK claim: a trusted ERROR under
+    #: confirm_with_status. The chaser asks; its answer decides (200 ok, a refusal error, 211 later).
+    check: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,12 @@ def _decide(msg: SeenMessage, view: JobView | None, done_ids: set[str], confirm:
     if view is None:
         return Decision(msg, "orphan", None, False, False, f"job {msg.uuid} is not in the ledger")
     state = view.state
+    if msg.status == "ERROR" and confirm and state in (State.QUEUED, State.SUBMITTING, State.AWAITING):
+        # An ERROR is a claim too: one forged mail from an allowed-looking From must not end a job.
+        after = State.AWAITING
+        reason = "ERROR claimed; the status call decides"
+        trigger = Trigger.NOTIFIED if state != State.AWAITING else None
+        return Decision(msg, "claimed", trigger, False, True, reason, state, after, check=True)
     if msg.status == "ERROR":
         return _fire(msg, state, Trigger.CONFIRMED_ERROR)
     if not confirm:

@@ -14,6 +14,12 @@ so a notification changes a job only when
    sender's domain and covering From, X-UUIDCancelacion and X-StatusCancelacion
    verifies (dkimpy).
 
+A DKIM key lookup that fails for a reason of the message's own making (a label over 63
+octets, a name that is no name, NXDOMAIN, no TXT record, a malformed key) is a verdict:
+untrusted. Only a temporary DNS failure (timeout, SERVFAIL, no nameserver answering) raises
+:class:`DkimUnavailable`; the watcher then puts that one message off to a later pass, at most
+:data:`DKIM_ATTEMPTS` passes (:class:`Postponements`), after which it is untrusted too.
+
 Why the *topmost* header with our authserv-id: each MTA adds its header on top,
 so headers above ours were added after our server's check by hops we trust
 anyway, and headers below it may be the sender's forgeries (RFC 8601 §5 asks
@@ -43,6 +49,49 @@ SIGNED_FIELDS = (b"from", UUID_HEADER.lower().encode(), STATUS_HEADER.lower().en
 
 class DkimUnavailable(MailboxError):
     """A DKIM key could not be looked up right now (DNS timeout): judge the message later, not as untrusted."""
+
+
+#: Passes a message may be put off for a temporary DKIM lookup failure before it is judged untrusted.
+DKIM_ATTEMPTS = 5
+
+
+class Postponements:
+    """How many passes each message was put off for a temporary DKIM failure, bounded.
+
+    Kept in memory: a restart starts the counts afresh, which only grants a few more passes.
+    """
+
+    def __init__(self, limit: int = DKIM_ATTEMPTS) -> None:
+        self._limit = limit
+        self._tries: dict[int, int] = {}
+
+    def again(self, uid: int) -> bool:
+        """Count one more put-off for ``uid``; False when it has had its ``limit``: judge it now."""
+        tries = self._tries.get(uid, 0) + 1
+        if tries >= self._limit:
+            self._tries.pop(uid, None)
+            return False
+        self._tries[uid] = tries
+        return True
+
+    def judge(
+        self,
+        uid: int,
+        notification: Notification,
+        trust: TrustSettings,
+        raw_message: bytes | None,
+        dnsfunc: DnsFunc | None = None,
+    ) -> Verdict | None:
+        """:func:`assess`, or None to put the message off to the next pass (DKIM unavailable for now)."""
+        try:
+            verdict = assess(notification, trust, raw_message, dnsfunc=dnsfunc)
+        except DkimUnavailable as e:
+            if self.again(uid):
+                log.warning("notification uid %d put off to the next pass: %s", uid, e)
+                return None
+            return Verdict(False, f"{e}; still failing after {self._limit} passes")
+        self._tries.pop(uid, None)
+        return verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +188,14 @@ def check_authentication_results(headers: Sequence[str], authserv_id: str, domai
 
 
 def check_dkim(raw_message: bytes, domain: str, dnsfunc: DnsFunc | None = None) -> Verdict:
-    """A DKIM signature aligned with ``domain``, covering the notification headers, verifies."""
+    """A DKIM signature aligned with ``domain``, covering the notification headers, verifies.
+
+    Raises :class:`DkimUnavailable` only when a key lookup failed for a temporary reason
+    (:func:`temporary`); every other lookup failure (a name the message made invalid, NXDOMAIN, no
+    key, a malformed key record) is the message's own doing and a verdict.
+    """
     import dkim
 
-    lookup = dnsfunc if dnsfunc is not None else dkim.dnsplug.get_txt
     try:
         signer = dkim.DKIM(raw_message)
     except Exception as e:
@@ -166,20 +219,77 @@ def check_dkim(raw_message: bytes, domain: str, dnsfunc: DnsFunc | None = None) 
         if missing:
             reasons.append(f"DKIM d={d} does not sign {', '.join(missing)}")
             continue
+        lookup = _Lookup(dnsfunc if dnsfunc is not None else resolve_txt)
         try:
             ok = signer.verify(idx, dnsfunc=lookup)
-        except dkim.DnsTimeoutError as e:
-            raise DkimUnavailable(f"DKIM key lookup for d={d} timed out: {e}") from e
-        except dkim.DKIMException as e:
+        except Exception as e:  # dkimpy's own refusals, and anything a hostile signature provokes
             why = str(e).split(" (", 1)[0] or type(e).__name__  # drop dkimpy's hash dump
-            reasons.append(f"DKIM signature d={d} does not verify: {_show(why)}")
-            continue
-        except Exception as e:  # a resolver failure in dnsfunc, not a verdict about the message
-            raise DkimUnavailable(f"DKIM key lookup for d={d} failed: {type(e).__name__}") from e
+            ok, failure = False, f"DKIM signature d={d} does not verify: {_show(why)}"
+        else:
+            failure = f"DKIM signature d={d} does not verify"
+        if lookup.temporary is not None:  # dkimpy reports a lookup timeout as "does not verify"
+            raise DkimUnavailable(f"DKIM key lookup for d={d} failed for now: {lookup.temporary}")
         if ok:
             return Verdict(True, f"DKIM signature d={d} verified")
-        reasons.append(f"DKIM signature d={d} does not verify")
+        reasons.append(lookup.permanent or failure)
     return Verdict(False, "; ".join(reasons))
+
+
+def temporary(error: BaseException) -> bool:
+    """Whether a DNS lookup failure says nothing about the message: a timeout, SERVFAIL from every
+    nameserver, no resolver configured, the network unreachable. NXDOMAIN, no TXT record, a label
+    over 63 octets or a name that is no name are the message's doing and are not temporary."""
+    import dkim
+    import dns.exception
+    import dns.resolver
+
+    if isinstance(error, dns.resolver.NXDOMAIN | dns.resolver.NoAnswer | dns.resolver.YXDOMAIN):
+        return False
+    return isinstance(
+        error,
+        dns.exception.Timeout
+        | dns.resolver.NoNameservers
+        | dns.resolver.NoResolverConfiguration
+        | dkim.DnsTimeoutError
+        | OSError,
+    )
+
+
+def resolve_txt(name: bytes, timeout: float = 5) -> bytes | None:
+    """The TXT record at ``name`` (the first one, strings joined), or None when there is none.
+
+    Unlike dkimpy's own lookup this lets every failure through, so :class:`_Lookup` can tell a
+    temporary one from a verdict.
+    """
+    import dns.rdatatype
+    import dns.resolver
+
+    answer = dns.resolver.resolve(name.decode("ascii"), dns.rdatatype.TXT, raise_on_no_answer=False, lifetime=timeout)
+    for rrset in answer.response.answer:
+        if rrset.rdtype == dns.rdatatype.TXT:
+            return b"".join(next(iter(rrset)).strings)
+    return None
+
+
+class _Lookup:
+    """dkimpy's ``dnsfunc``, recording why a lookup failed: dkimpy itself turns a timeout into
+    "does not verify" and lets a malformed name's exception escape."""
+
+    def __init__(self, inner: DnsFunc) -> None:
+        self._inner = inner
+        self.temporary: str | None = None
+        self.permanent: str | None = None
+
+    def __call__(self, name: bytes, timeout: float = 5) -> bytes | None:
+        try:
+            return self._inner(name, timeout=timeout)
+        except Exception as e:
+            shown = f"{type(e).__name__} for {_show(name.decode('ascii', 'replace'))}"
+            if temporary(e):
+                self.temporary = shown
+            else:
+                self.permanent = f"DKIM key lookup failed: {shown}"
+            return None
 
 
 def aligned(from_domain: str, signer: str) -> bool:

@@ -36,6 +36,11 @@ def parse_uuid(value: str, field: str = "uuid") -> str:
     """
     if not isinstance(value, str):
         raise ValidationError(f"{field}: not a UUID: {_show(value)}")
+    for i, c in enumerate(value, 1):  # before upper(): U+FB00 "ﬀ" folds to "FF"
+        if not c.isascii():
+            raise ValidationError(
+                f"{field}: non-ASCII character {_show(c)} (U+{ord(c):04X}) at position {i}: {_show(value)}"
+            )
     text = value.strip()
     if text.startswith("{") and text.endswith("}"):
         text = text[1:-1].strip()

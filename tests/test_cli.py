@@ -219,3 +219,23 @@ def test_errors_stay_on_one_line_whatever_the_file_name(ledger_env: dict[str, st
     result = run_cli("import", "no\nsuch.csv", env=ledger_env)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "no\\nsuch.csv" in result.stderr
+
+
+def test_submit_and_import_refuse_a_look_alike_uuid(ledger_env: dict[str, str], tmp_path: Path) -> None:
+    lookalike = U[:-2] + "\ufb00"  # U+FB00 folds to "FF" under upper(): once accepted as another UUID
+    result = run_cli("submit", lookalike, "--rfc", RFC, env=ledger_env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"reconciler: uuid: non-ASCII character 'ﬀ' (U+FB00) at position 35: '{lookalike}'"
+    path = tmp_path / "jobs.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["uuid", "rfc"], [U, RFC], [lookalike, RFC]])
+    result = run_cli("import", str(path), env=ledger_env)
+    assert result.returncode == 2
+    assert "nothing imported: line 3: uuid: non-ASCII character 'ﬀ' (U+FB00) at position 35" in result.stderr
+    folio = run_cli(
+        "submit", U, "--rfc", RFC, "--motivo", "01", "--folio-sustitucion", "\uff11" + U[1:], env=ledger_env
+    )
+    assert (
+        folio.returncode == 2 and "folio_sustitucion: non-ASCII character '１' (U+FF11) at position 1" in folio.stderr
+    )
+    assert not (tmp_path / "state" / "ledger.db").exists() or cli_json("summary", env=ledger_env)["total"] == 0  # type: ignore[index]

@@ -141,21 +141,21 @@ async def test_two_notifications_for_one_job_in_a_batch_leave_what_two_batches_w
         async with await Ledger.open(tmp_path / f"{split}.db") as ledger:
             await ledger.add_jobs([spec()], T0, "test")
             claimed = replace(notice(1), sender="Ñandú <n@solucionfactible.com>", date="2026-01-02T03:04:05.000Z")
-            batch = [claimed, notice(2, "ERROR")]  # OK claimed while queued, then ERROR
+            batch = [claimed, notice(2, "ERROR")]  # OK claimed while queued, then an ERROR claim
             for part in [batch[:1], batch[1:]] if split else [batch]:
                 await ledger.apply_messages("INBOX", 1, part, part[-1].uid, T0, confirm_with_status=True)
             job = await ledger.get_job(U1)
             results.append((asdict(job), [e.as_dict() for e in await ledger.events(U1)]))
     assert results[0] == results[1]
     job, events = results[0]
-    assert (job["state"], job["claim"], job["message"]) == (State.ERROR, "OK", "notification: ERROR")
-    assert job["check_at"] is not None and job["resolved_at"] is not None
+    # under confirm_with_status an ERROR is a claim too: the status call decides, the job stays awaiting
+    assert (job["state"], job["claim"], job["message"]) == (State.AWAITING, "OK", "notification: ERROR")
+    assert job["check_at"] is not None and job["resolved_at"] is None
     assert [(e["kind"], e["detail"].get("outcome"), e["detail"].get("to")) for e in events] == [
         ("created", None, None),
         ("notification", "claimed", None),
         ("transition", None, "awaiting"),
-        ("notification", "applied", None),
-        ("transition", None, "error"),
+        ("notification", "claimed", None),
     ]
     assert events[1]["detail"]["sender"] == "Ñandú <n@solucionfactible.com>"
 

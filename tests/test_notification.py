@@ -58,17 +58,6 @@ def test_provider_message() -> None:
             U,
             "OK",
         ),
-        (
-            [
-                "X-SFService: Cancelar",
-                f"X-UUIDCancelacion: {U}",
-                f"X-UUIDCancelacion: {U.lower()}",
-                "X-StatusCancelacion: OK",
-                "X-StatusCancelacion: ok",
-            ],
-            U,
-            "OK",
-        ),
     ],
 )
 def test_well_formed(lines: list[str], uuid: str, status: str) -> None:
@@ -102,7 +91,7 @@ def test_encoded_uuid() -> None:
                 f"X-UUIDCancelacion: {OTHER}",
                 "X-StatusCancelacion: OK",
             ],
-            "X-UUIDCancelacion headers disagree",
+            "X-UUIDCancelacion appears 2 times; exactly one is required",
         ),
         (
             [
@@ -111,13 +100,45 @@ def test_encoded_uuid() -> None:
                 "X-StatusCancelacion: OK",
                 "X-StatusCancelacion: ERROR",
             ],
-            "X-StatusCancelacion headers disagree: ERROR, OK",
+            "X-StatusCancelacion appears 2 times; exactly one is required",
         ),
         (
             ["X-SFService: Cancelar", "X-SFService: Otro", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK"],
             "X-SFService is 'Otro'",
         ),
-        (["X-SFService: Cancelar", "X-UUIDCancelacion: \udcff\udcfe", "X-StatusCancelacion: OK"], "not a UUID"),
+        (
+            ["X-SFService: Cancelar", "X-UUIDCancelacion: \udcff\udcfe", "X-StatusCancelacion: OK"],
+            "X-UUIDCancelacion holds non-ASCII character",
+        ),
+        (  # identical repeats too: strict, a notification carries each of these exactly once
+            [
+                "X-SFService: Cancelar",
+                f"X-UUIDCancelacion: {U}",
+                f"X-UUIDCancelacion: {U.lower()}",
+                "X-StatusCancelacion: OK",
+            ],
+            "X-UUIDCancelacion appears 2 times; exactly one is required",
+        ),
+        (
+            ["X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK", "X-StatusCancelacion: ok"],
+            "X-StatusCancelacion appears 2 times",
+        ),
+        (
+            ["X-SFService: Cancelar", f"X-UUIDCancelacion: {U[:-2]}\ufb00", "X-StatusCancelacion: OK"],
+            "X-UUIDCancelacion holds non-ASCII character 'ﬀ' (U+FB00) at position 35",
+        ),
+        (
+            ["X-SFService: Cancelar", f"X-UUIDCancelacion: =?utf-8?q?{U[:-2]}=EF=AC=80?=", "X-StatusCancelacion: OK"],
+            "X-UUIDCancelacion holds non-ASCII character 'ﬀ' (U+FB00) at position 35",
+        ),
+        (
+            ["X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: \uff2f\uff2b"],  # fullwidth OK
+            "X-StatusCancelacion holds non-ASCII character",
+        ),
+        (
+            ["X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: =?utf-8?q?O=EF=BC=AB?="],
+            "X-StatusCancelacion holds non-ASCII character 'Ｋ' (U+FF2B) at position 2",
+        ),
     ],
 )
 def test_malformed(lines: list[str], reason: str) -> None:
@@ -125,6 +146,64 @@ def test_malformed(lines: list[str], reason: str) -> None:
     assert isinstance(parsed, Malformed), parsed
     assert reason in parsed.reason
     assert parsed.message_id == "<m@x>" and parsed.sender == "avisos@solucionfactible.com"
+
+
+@pytest.mark.parametrize(
+    ("block", "reason"),
+    [
+        (b"X-StatusCancelacion: OK\rERROR\r\n", "bare CR"),
+        (b"X-StatusCancelacion: OK\nERROR\r\n", "bare LF"),
+        (b"X-StatusCancelacion: OK\x00ERROR\r\n", "NUL byte"),
+        (b"X-StatusCancelacion: O\x00K\r\n", "NUL byte"),
+    ],
+)
+def test_line_breaks_inside_a_value_are_malformed(block: bytes, reason: str) -> None:
+    data = headers("From: avisos@solucionfactible.com", "X-SFService: Cancelar", f"X-UUIDCancelacion: {U}")
+    parsed = parse(data[:-2] + block + b"\r\n")
+    assert isinstance(parsed, Malformed), parsed
+    assert parsed.reason == f"a header holds a {reason}"
+
+
+def test_lf_only_blocks_are_still_read_but_not_with_a_cr() -> None:
+    lines = ["X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK"]
+    assert isinstance(parse(("\n".join(lines) + "\n\n").encode()), Notification)
+    bad = ("\n".join(lines[:2]) + "\nX-StatusCancelacion: OK\rERROR\n\n").encode()
+    assert parse(bad) == Malformed("a header holds a bare CR")
+
+
+@pytest.mark.parametrize(
+    "from_",
+    [
+        "notificaciones@=?utf-8?q?solucionfactible.com?=",
+        "=?utf-8?q?notificaciones?=@solucionfactible.com",
+        "Avisos <notificaciones@=?utf-8?q?solucionfactible.com?=>",
+        '"notificaciones@solucionfactible.com" <notificaciones@=?utf-8?q?solucionfactible.com?=>',
+        "notificaciones@solucionfactible.co\u2098",  # a subscript m: not a plain ASCII addr-spec
+        "notificaci\u00f3nes@solucionfactible.com",
+    ],
+)
+def test_an_addr_spec_is_never_decoded(from_: str) -> None:
+    parsed = parse(
+        headers(f"From: {from_}", "X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK")
+    )
+    assert isinstance(parsed, Notification), parsed
+    assert parsed.from_addresses == (INVALID,) and parsed.sender == INVALID
+
+
+def test_an_encoded_display_name_is_fine() -> None:
+    from_ = "=?utf-8?q?Soluci=C3=B3n_Factible?= <notificaciones@solucionfactible.com>"
+    parsed = parse(
+        headers(f"From: {from_}", "X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK")
+    )
+    assert isinstance(parsed, Notification)
+    assert parsed.sender == "notificaciones@solucionfactible.com" and parsed.sender_display == "Solución Factible"
+
+
+def test_repeated_from_is_malformed() -> None:
+    lines = ["X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK"]
+    for second in ("attacker@evil.example", "avisos@solucionfactible.com"):
+        parsed = parse(headers("From: avisos@solucionfactible.com", f"From: {second}", *lines))
+        assert isinstance(parsed, Malformed) and parsed.reason == "From appears 2 times; exactly one is required"
 
 
 def test_malformed_keeps_the_uuid_when_only_the_status_is_wrong() -> None:

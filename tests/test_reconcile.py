@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.reconcile import JobView, SeenMessage, plan
-from reconciler.states import TERMINAL, State
+from reconciler.states import TERMINAL, State, Trigger
 
 U = "71452784-AFC7-4BE5-8623-3BA1436D573B"
 
@@ -29,8 +29,13 @@ def one(
         (State.AWAITING, "OK", False, ("applied", State.OK, True)),
         (State.AWAITING, "ERROR", False, ("applied", State.ERROR, True)),
         (State.AWAITING, "OK", True, ("claimed", State.AWAITING, True)),
-        (State.AWAITING, "ERROR", True, ("applied", State.ERROR, True)),
+        (State.AWAITING, "ERROR", True, ("claimed", State.AWAITING, True)),  # an ERROR is a claim too
+        (State.QUEUED, "ERROR", True, ("claimed", State.AWAITING, True)),
+        (State.SUBMITTING, "ERROR", True, ("claimed", State.AWAITING, True)),
+        (State.SUBMITTING, "ERROR", False, ("applied", State.ERROR, True)),
         (State.QUEUED, "OK", True, ("claimed", State.AWAITING, True)),
+        # a trusted OK for a job still in submitting is a claim too, not ok without the status call
+        (State.SUBMITTING, "OK", True, ("claimed", State.AWAITING, True)),
         (State.SUBMITTING, "OK", False, ("applied", State.OK, True)),
         (State.OK, "OK", True, ("duplicate", State.OK, True)),
         (State.OK, "ERROR", False, ("conflict", State.OK, False)),
@@ -90,3 +95,12 @@ def test_a_job_ends_in_at_most_one_terminal_state_and_only_trusted_mail_moves_it
             if state in TERMINAL:
                 assert d.after == state
             state = d.after
+
+
+def test_an_error_claim_makes_the_job_due_without_an_ok_claim() -> None:
+    [d] = plan([msg(1, "ERROR")], {U: JobView(State.AWAITING, None)}, [], True)
+    assert (d.outcome, d.trigger, d.claim, d.check) == ("claimed", None, False, True)
+    [d] = plan([msg(1, "ERROR")], {U: JobView(State.SUBMITTING, None)}, [], True)
+    assert (d.trigger, d.claim, d.check, d.after) == (Trigger.NOTIFIED, False, True, State.AWAITING)
+    [d] = plan([msg(1, "OK")], {U: JobView(State.SUBMITTING, None)}, [], True)
+    assert (d.outcome, d.trigger, d.claim, d.after) == ("claimed", Trigger.NOTIFIED, True, State.AWAITING)

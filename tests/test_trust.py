@@ -8,10 +8,13 @@ import tempfile
 from pathlib import Path
 
 import dkim
+import dns.exception
+import dns.name
+import dns.resolver
 import pytest
 
 from reconciler.config import TrustSettings
-from reconciler.notification import Notification, parse
+from reconciler.notification import Malformed, Notification, parse
 from reconciler.trust import (
     DkimUnavailable,
     aligned,
@@ -84,6 +87,8 @@ def test_allowed_senders(sender: str) -> None:
         (f"notificaciones@{DOMAIN}.", "not a valid address"),
         ("notificaciones@[127.0.0.1]", "not a valid address"),
         ("", "no From"),
+        (f"notificaciones@=?utf-8?q?{DOMAIN}?=", "not a valid address"),  # an addr-spec is never decoded
+        (f"Avisos <notificaciones@=?utf-8?q?{DOMAIN}?=>", "not a valid address"),
     ],
 )
 def test_refused_senders(sender: str, reason: str) -> None:
@@ -92,9 +97,9 @@ def test_refused_senders(sender: str, reason: str) -> None:
     assert reason in verdict.reason
 
 
-def test_repeated_from_headers_are_refused() -> None:
-    verdict = assess(note(extra="From: attacker@evil.example\r\n"), DEFAULT)
-    assert not verdict.trusted and "2 mailboxes" in verdict.reason
+def test_repeated_from_headers_are_malformed() -> None:
+    parsed = parse(notification(new_uuid(), extra="From: attacker@evil.example\r\n"))
+    assert isinstance(parsed, Malformed) and "From appears 2 times" in parsed.reason
 
 
 def test_custom_globs() -> None:
@@ -251,3 +256,42 @@ def test_sender_is_checked_before_dkim() -> None:
     raw = signed(notification(new_uuid(), sender="attacker@evil.example"))
     trusted, reason = judge(raw)
     assert not trusted and "attacker@evil.example" in reason
+
+
+def test_dkim_poisoned_selector_is_a_verdict_through_the_real_resolver() -> None:
+    raw = notification(new_uuid())
+    raw = dkim.sign(raw, b"a" * 70, DOMAIN.encode(), KEY, include_headers=INCLUDE) + raw
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    verdict = assess(parsed, DKIM_ON, raw)  # no dnsfunc: trust.resolve_txt, dnspython refuses the name itself
+    assert not verdict.trusted and "LabelTooLong" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("error", "temporary"),
+    [
+        (dns.resolver.NXDOMAIN(), False),
+        (dns.resolver.NoAnswer(), False),
+        (dns.name.LabelTooLong(), False),
+        (dns.name.EmptyLabel(), False),
+        (UnicodeDecodeError("ascii", b"\xff", 0, 1, "no"), False),
+        (dns.resolver.LifetimeTimeout(timeout=1.0, errors=[]), True),
+        (dns.exception.Timeout(), True),
+        (dns.resolver.NoNameservers(), True),  # SERVFAIL (or no answer) from every nameserver
+        (dkim.DnsTimeoutError("timed out"), True),
+        (OSError("network unreachable"), True),
+    ],
+)
+def test_dkim_lookup_failures_are_verdicts_unless_temporary(error: Exception, temporary: bool) -> None:
+    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
+        raise error
+
+    raw = signed(notification(new_uuid()))
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    if temporary:
+        with pytest.raises(DkimUnavailable, match="failed for now"):
+            assess(parsed, DKIM_ON, raw, dnsfunc=lookup)
+    else:
+        verdict = assess(parsed, DKIM_ON, raw, dnsfunc=lookup)
+        assert not verdict.trusted and f"DKIM key lookup failed: {type(error).__name__}" in verdict.reason

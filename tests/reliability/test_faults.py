@@ -258,6 +258,7 @@ def test_disk_full_while_only_the_mailbox_writes(stack: Stack) -> None:
     if shutil.which("prlimit") is None:
         pytest.skip("prlimit (util-linux) is not installed")
     quiet = {"RECONCILER_SCHEDULE__STATUS_CHECK_AFTER_S": "3600"}  # no status calls: only mail writes
+    quiet["RECONCILER_MAILBOX__TRUST__CONFIRM_WITH_STATUS"] = "false"  # an ERROR claim would make a status call due
     stack.sandbox.service.notify_delay_s = 3600  # accepted, but the SAT (and its email) stays silent
     jobs = generated_uuids(300, seed=41)  # one mailbox batch of 300 needs far more than the 64 KiB cap
     stack.queue(jobs)
