@@ -14,7 +14,7 @@ import base64
 import socket
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from email.utils import make_msgid
 from pathlib import Path
 
@@ -54,15 +54,6 @@ def imap(tmp_path: Path) -> Iterator[ImapServer]:
     start = start_dovecot if dovecot_available() else start_pymap
     with start(tmp_path / "imap", "facturas", "headers-test-pass") as server:
         yield server
-
-
-@pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    opened = await Ledger.open(tmp_path / "ledger.sqlite3")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def test_hostile_header_shapes_change_nothing(imap: ImapServer, ledger: Ledger) -> None:
