@@ -194,15 +194,32 @@ def test_a_correct_login_resets_the_count(sandbox: Sandbox) -> None:
         assert cancel(sandbox, new_uuid(), password="nope")[0] == 601
 
 
+class HandClock:
+    """A monotonic clock for the simulator that only the test moves, so "before due" cannot run out under load."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_notifications_into_maildir_and_status_progress(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
-    sb = sandbox_factory(maildir=tmp_path / "Maildir", notify_delay_s=0.3, sender="avisos@sf.example")
+    clock = HandClock()
+    sb = sandbox_factory(maildir=tmp_path / "Maildir", notify_delay_s=0.3, sender="avisos@sf.example", clock=clock)
     ok, err, quiet, silent = new_uuid("1"), new_uuid("E"), sorted(UUIDS_211)[2], new_uuid("2")
+    start = clock.now  # every call below is at this instant, however long it takes on a loaded machine
     for u in (ok, err, quiet):
         assert cancel(sb, u)[0] in (200, 211)
     assert cancel(sb, silent, emailNotifica=None)[0] == 200  # no address, no email
-    assert status(sb, ok)["status"] == "211"
+    clock.now = start + 0.299  # not yet due
+    sb.deliverer.wake()
+    assert [status(sb, u)["status"] for u in (ok, err, quiet, silent)] == ["211"] * 4
+    assert sb.record.notifications() == [] and sb.deliverer.pending() == 2  # held, not sent early
+    clock.now = start + 0.3  # due now, to the float the simulator computed
+    sb.deliverer.wake()
     sb.wait_notifications(2)
-    poll(lambda: status(sb, quiet)["status"] == "200")
+    assert status(sb, quiet)["status"] == "200"
     done = status(sb, ok)
     assert done["status"] == "200" and done["mensaje"] == ok
     import base64

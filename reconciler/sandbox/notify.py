@@ -167,7 +167,10 @@ class ImapTarget:
 
 
 class Deliverer:
-    """A thread that sends each scheduled notification when it is due (monotonic seconds)."""
+    """A thread that sends each scheduled notification when it is due (``clock`` seconds, monotonic by default).
+
+    With a clock a test moves by hand, call :meth:`wake` after moving it.
+    """
 
     RETRY_S = 1.0
     ATTEMPTS = 60
@@ -178,7 +181,9 @@ class Deliverer:
         sender: str,
         sender_name: str,
         on_delivered: Callable[[Notification, bool], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.clock = clock
         self.target = target
         self.sender = sender
         self.sender_name = sender_name
@@ -195,6 +200,11 @@ class Deliverer:
     def schedule(self, n: Notification, due: float) -> None:
         with self._cond:
             heapq.heappush(self._heap, (due, next(self._seq), n, 0))
+            self._cond.notify()
+
+    def wake(self) -> None:
+        """Look again at what is due now (the clock was moved)."""
+        with self._cond:
             self._cond.notify()
 
     def pending(self) -> int:
@@ -214,8 +224,8 @@ class Deliverer:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping and (not self._heap or self._heap[0][0] > time.monotonic()):
-                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                while not self._stopping and (not self._heap or self._heap[0][0] > self.clock()):
+                    wait = self._heap[0][0] - self.clock() if self._heap else None
                     self._cond.wait(wait)
                 if self._stopping:
                     return
@@ -238,7 +248,7 @@ class Deliverer:
                 return
             logger.warning("delivering the notification for %s failed (%s); retrying", n.uuid, e)
             with self._cond:
-                heapq.heappush(self._heap, (time.monotonic() + self.RETRY_S, next(self._seq), n, attempts + 1))
+                heapq.heappush(self._heap, (self.clock() + self.RETRY_S, next(self._seq), n, attempts + 1))
             return
         logger.info("notification %s for %s delivered", n.status, n.uuid)
         if self.on_delivered:

@@ -28,6 +28,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -64,6 +65,7 @@ class SandboxConfig:
     slow_reply_s: float = 60.0
     seed: int | None = None
     notify_delay_s: float = 2.0
+    clock: Callable[[], float] = time.monotonic  # seconds for notify_delay_s; tests pass one they move by hand
     sender: str = "notificaciones@solucionfactible.com"
     sender_name: str = "Solución Factible"
     maildir: Path | None = None
@@ -280,6 +282,7 @@ class Sandbox:
         self.service = Service(
             credentials=self.config.credentials,
             notify_delay_s=self.config.notify_delay_s,
+            clock=self.config.clock,
             acuse_default=self.config.acuse,
         )
         self.record = self.service.record
@@ -299,7 +302,9 @@ class Sandbox:
             target = ImapTarget(self.config.imap)
         elif self.config.maildir is not None:
             target = MaildirTarget(self.config.maildir)
-        self.deliverer = Deliverer(target, self.config.sender, self.config.sender_name, self.record.add_notification)
+        self.deliverer = Deliverer(
+            target, self.config.sender, self.config.sender_name, self.record.add_notification, self.config.clock
+        )
         self.url = ""
         self.wsdl_url = ""
         self.wsdl = b""

@@ -18,6 +18,7 @@ import hashlib
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -140,6 +141,7 @@ def acuse_xml(uuid: str, rfc: str, when: datetime) -> bytes:
 class Service:
     credentials: Credentials = field(default_factory=Credentials)
     notify_delay_s: float = 2.0
+    clock: Callable[[], float] = time.monotonic  # when a transaction is due; tests pass one they move by hand
     record: Record = field(default_factory=Record)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _tx: dict[str, Transaction] = field(default_factory=dict)
@@ -225,7 +227,7 @@ class Service:
         if uuid in self._tx:
             return Answer(701, MESSAGES[701])
         result: Literal["OK", "ERROR"] = "ERROR" if rules.ends_in_error(uuid) else "OK"
-        due = time.monotonic() + self.notify_delay_s
+        due = self.clock() + self.notify_delay_s
         email = f.get("emailNotifica") or None
         self._tx[uuid] = Transaction(uuid, rfc, email, due, result)
         note = None
@@ -253,7 +255,7 @@ class Service:
             control = self.acuse_controls.get(uuid, self.acuse_default)
         if tx is None:
             return Answer(702, MESSAGES[702]), info
-        if time.monotonic() < tx.due:
+        if self.clock() < tx.due:
             return Answer(211, MESSAGES[211]), info
         if tx.result == "ERROR":
             return Answer(213, MESSAGES[213]), info
