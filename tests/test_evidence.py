@@ -35,6 +35,16 @@ async def chase_until_200(rig: Rig, u: str) -> None:
     await until(seen, rig.daemon.chase_pass)
 
 
+async def submitted(factory: RigFactory, control: AcuseControl) -> tuple[Rig, str]:
+    """A fresh rig with one job the simulator accepted, whose status call will answer ``control``."""
+    rig = await factory()
+    u = ok_uuid()
+    rig.sandbox.service.acuse_for(u, control)
+    await rig.add(u)
+    await rig.daemon.submit_pass()
+    return rig, u
+
+
 async def healthy(rig: Rig, tmp_path: Path) -> dict[str, str]:
     """A heartbeat and a mailbox pass, so that ``check`` is OK but for what the test adds."""
     await rig.daemon.heartbeat()
@@ -65,11 +75,7 @@ async def test_an_acuse_naming_this_uuid_as_accepted_is_ok_and_kept_byte_exact(
     rig_factory: RigFactory,  # noqa: F811
     control: AcuseControl,
 ) -> None:
-    rig = await rig_factory()
-    u = ok_uuid()
-    rig.sandbox.service.acuse_for(u, control)
-    await rig.add(u)
-    await rig.daemon.submit_pass()
+    rig, u = await submitted(rig_factory, control)
     await chase_until_200(rig, u)
     job = await rig.ledger.get_job(u)
     assert job.state == State.OK
@@ -88,11 +94,7 @@ async def test_any_other_estatus_ends_error_with_the_sats_code_and_meaning(
     rig_factory: RigFactory,  # noqa: F811
     estatus: int,
 ) -> None:
-    rig = await rig_factory()
-    u = ok_uuid()
-    rig.sandbox.service.acuse_for(u, AcuseControl("real", estatus))
-    await rig.add(u)
-    await rig.daemon.submit_pass()
+    rig, u = await submitted(rig_factory, AcuseControl("real", estatus))
     await chase_until_200(rig, u)
     job = await rig.ledger.get_job(u)
     assert job.state == State.ERROR and job.message is not None
@@ -125,11 +127,7 @@ async def test_a_200_that_is_not_evidence_stays_awaiting_with_a_conflict_and_che
     control: AcuseControl,
     reason: str,
 ) -> None:
-    rig = await rig_factory()
-    u = ok_uuid()
-    rig.sandbox.service.acuse_for(u, control)
-    await rig.add(u)
-    await rig.daemon.submit_pass()
+    rig, u = await submitted(rig_factory, control)
     env = await healthy(rig, tmp_path)
     assert check(env)[0] == 0, check(env)
     await chase_until_200(rig, u)
