@@ -20,7 +20,7 @@ from reconciler.config import Settings, load_settings
 from reconciler.configfile import CONFIG_LIMIT, SECRET_LIMIT
 from reconciler.errors import ConfigError, ProviderError
 from reconciler.imap import oauth2_token
-from reconciler.provider import ProviderClient
+from reconciler.provider import ProviderClient, Reply, StatusReply
 from reconciler.sandbox import Sandbox
 from reconciler.validation import JobSpec, job_spec
 
@@ -229,6 +229,15 @@ async def test_a_reply_at_the_cap_is_read(sandbox: Sandbox, tmp_path: Path) -> N
     assert over.message == "reply larger than 65536 bytes (provider.max_reply_bytes)"
 
 
+async def both_replies(sb: Sandbox, tmp_path: Path, job: JobSpec) -> tuple[Reply, StatusReply]:
+    """The client's ``cancelarAsincrono`` and ``getStatusCancelacionAsincrona`` replies for ``job``."""
+    client = await client_for(sb, tmp_path)
+    try:
+        return await client.cancel(job), await client.status(job.uuid)
+    finally:
+        await client.aclose()
+
+
 STATUS_TEXTS = ["abc", "200.0", "99999999999999999999", "-2147483649", "2147483648", "²", "", "0x10", "1e3"]
 
 
@@ -236,12 +245,7 @@ STATUS_TEXTS = ["abc", "200.0", "99999999999999999999", "-2147483649", "21474836
 async def test_a_status_that_is_not_a_32_bit_integer_is_transient(sandbox: Sandbox, tmp_path: Path, text: str) -> None:
     job = new_job()
     sandbox.hostile.set(job.uuid, status=text, mensaje="hola")
-    client = await client_for(sandbox, tmp_path)
-    try:
-        r = await client.cancel(job)
-        s = await client.status(job.uuid)
-    finally:
-        await client.aclose()
+    r, s = await both_replies(sandbox, tmp_path, job)
     assert (r.code, r.classification.outcome) == (None, Outcome.TRANSIENT)
     assert (s.code, s.outcome) == (None, StatusOutcome.TRANSIENT)
     assert r.message.startswith("malformed reply: ") and "\n" not in r.message
@@ -254,12 +258,7 @@ async def test_a_status_that_is_not_a_32_bit_integer_is_transient(sandbox: Sandb
 async def test_32_bit_edges_are_codes(sandbox: Sandbox, tmp_path: Path, text: str) -> None:
     job = new_job()
     sandbox.hostile.set(job.uuid, status=text)
-    client = await client_for(sandbox, tmp_path)
-    try:
-        r = await client.cancel(job)
-        s = await client.status(job.uuid)
-    finally:
-        await client.aclose()
+    r, s = await both_replies(sandbox, tmp_path, job)
     assert r.code == s.code == int(text) and r.classification.known is False
     assert s.outcome is StatusOutcome.TRANSIENT
 
