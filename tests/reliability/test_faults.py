@@ -23,12 +23,10 @@ import shutil
 import signal
 import sqlite3
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from ..harness import Stack, generated_uuids, start_stack, wait_until
+from ..harness import Stack, generated_uuids, wait_until
 from .support import (
     FETCH,
     IDLE,
@@ -40,13 +38,6 @@ from .support import (
     spawn_daemon,
     wait_started,
 )
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = start_stack(tmp_path / "stack", notify_delay_s=0.3)
-    yield s
-    s.close()
 
 
 def _reply_messages(stack: Stack) -> list[str]:

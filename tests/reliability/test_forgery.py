@@ -32,7 +32,7 @@ from reconciler.sandbox.imapserver import ImapServer
 from reconciler.states import State
 
 from ..fixtures_imap import add_jobs, append, new_uuid, notification, settings_for
-from ..harness import Stack, generated_uuids, start_stack, wait_until
+from ..harness import Stack, generated_uuids, wait_until
 from .support import events_of, spawn_daemon, wait_started
 
 DOMAIN = "solucionfactible.com"
@@ -48,13 +48,6 @@ def mail(uuid: str, status: str, sender: str | None, extra: str = "") -> bytes:
         f"Date: Mon, 24 Nov 2025 07:02:03 +0000\r\nMessage-ID: {make_msgid(domain='forgery.test')}\r\n"
         f"X-SFService: Cancelar\r\nX-UUIDCancelacion: {uuid}\r\nX-StatusCancelacion: {status}\r\n\r\nok\r\n"
     ).encode()
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = start_stack(tmp_path / "stack", notify_delay_s=0.3)
-    yield s
-    s.close()
 
 
 def untrusted(stack: Stack) -> list[dict[str, object]]:

@@ -30,7 +30,7 @@ from reconciler.states import State
 from reconciler.trust import DKIM_ATTEMPTS, resolve_txt
 
 from ..fixtures_imap import add_jobs, append, new_uuid, settings_for
-from ..harness import Stack, start_stack, wait_until
+from ..harness import Stack, wait_until
 from .support import events_of
 
 DOMAIN = "solucionfactible.com"
@@ -304,13 +304,6 @@ async def test_a_trusted_error_makes_the_job_due_for_a_status_call(imap: ImapSer
     finally:
         await watcher.close()
     assert (await ledger.get_job(terminal)).state == State.ERROR
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = start_stack(tmp_path / "stack", notify_delay_s=0.3)
-    yield s
-    s.close()
 
 
 @pytest.mark.timeout(120)

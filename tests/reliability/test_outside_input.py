@@ -13,13 +13,11 @@ import csv
 import io
 import signal
 import uuid as uuidlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from ..conftest import run_cli
-from ..harness import Stack, start_stack, wait_until
+from ..harness import Stack, wait_until
 from .support import events_of
 
 FORGED_LINE = "ERROR reconciler.daemon: forged line"
@@ -38,13 +36,6 @@ def markup_mail(uuid: str) -> bytes:
         f"Date: Mon, 24 Nov 2025 07:02:03 +0000\r\nMessage-ID: {MARKUP_MID}\r\n"
         f"X-SFService: Cancelar\r\nX-UUIDCancelacion: {uuid}\r\nX-StatusCancelacion: OK\r\n\r\nok\r\n"
     ).encode()
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = start_stack(tmp_path / "stack", notify_delay_s=0.3)
-    yield s
-    s.close()
 
 
 def replies(stack: Stack, uuid: str, op: str) -> list[str]:
