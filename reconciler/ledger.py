@@ -212,7 +212,7 @@ class Ledger:
                     return
                 raise sqlite3.OperationalError(f"journal mode stays {row[0] if row else '?'}, not wal")
             except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or asyncio.get_running_loop().time() > deadline:
+                if not contention.is_busy(e) or asyncio.get_running_loop().time() > deadline:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
