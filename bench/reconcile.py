@@ -47,12 +47,12 @@ from imapclient import IMAPClient  # noqa: E402
 from imapclient.response_parser import parse_fetch_response  # noqa: E402
 
 from reconciler.config import Settings  # noqa: E402
-from reconciler.imap import quiet_protocol_trace  # noqa: E402
-from reconciler.ledger import Ledger  # noqa: E402
-from reconciler.mailbox import Watcher  # noqa: E402
-from reconciler.notification import HEADER_FIELDS  # noqa: E402
+from reconciler.jobs.validation import job_spec  # noqa: E402
+from reconciler.ledger.store import Ledger  # noqa: E402
+from reconciler.mailbox.imap import quiet_protocol_trace  # noqa: E402
+from reconciler.mailbox.notification import HEADER_FIELDS  # noqa: E402
+from reconciler.mailbox.watcher import Watcher  # noqa: E402
 from reconciler.sandbox.imapserver import ImapServer, start_dovecot  # noqa: E402
-from reconciler.validation import job_spec  # noqa: E402
 
 USER, PASSWORD, RFC = "facturas", "bench-pass", "AAA010101AAA"
 BODY = "Estimado cliente:\r\n" + "La solicitud de cancelación del CFDI fue procesada por el SAT. " * 25 + "\r\n"

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reconciler.config import Settings  # noqa: E402
-from reconciler.provider import ProviderClient  # noqa: E402
-from reconciler.validation import job_spec  # noqa: E402
+from reconciler.jobs.validation import job_spec  # noqa: E402
+from reconciler.provider.soap import ProviderClient  # noqa: E402
 
 RFC = "AAA010101AAA"
 

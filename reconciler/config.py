@@ -92,7 +92,7 @@ class IssuerSettings(_Section):
     @classmethod
     def _rfc(cls, v: str) -> str:
         from reconciler.errors import ValidationError
-        from reconciler.validation import parse_rfc
+        from reconciler.jobs.validation import parse_rfc
 
         try:
             return parse_rfc(v)

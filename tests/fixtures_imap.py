@@ -15,9 +15,9 @@ import pytest
 from imapclient import IMAPClient
 
 from reconciler.config import Settings
-from reconciler.ledger import Ledger
+from reconciler.jobs.validation import job_spec
+from reconciler.ledger.store import Ledger
 from reconciler.sandbox.imapserver import ImapServer, dovecot_available, start_dovecot, start_pymap
-from reconciler.validation import job_spec
 
 USER, PASSWORD = "facturas", "s3cret-pass"
 SENDER = "notificaciones@solucionfactible.com"

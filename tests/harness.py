@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.ledger.schema import MIGRATIONS
 from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, intended_outcome
 from reconciler.sandbox.imapserver import ImapServer, dovecot_available, start_dovecot, start_pymap
-from reconciler.schema import MIGRATIONS
 
 USER = "testing@solucionfactible.com"
 PASSWORD = "timbrado.SF.16672"

@@ -15,14 +15,14 @@ import pytest
 from pydantic import BaseModel
 
 from reconciler import config as config_module
-from reconciler.codes import Outcome, StatusOutcome
 from reconciler.config import Settings, load_settings
 from reconciler.configfile import CONFIG_LIMIT, SECRET_LIMIT
 from reconciler.errors import ConfigError, ProviderError
-from reconciler.imap import oauth2_token
-from reconciler.provider import ProviderClient, Reply, StatusReply
+from reconciler.jobs.validation import JobSpec, job_spec
+from reconciler.mailbox.imap import oauth2_token
+from reconciler.provider.codes import Outcome, StatusOutcome
+from reconciler.provider.soap import ProviderClient, Reply, StatusReply
 from reconciler.sandbox import Sandbox
-from reconciler.validation import JobSpec, job_spec
 
 from .conftest import run_cli
 from .fixtures_sandbox import RFC, provider_settings
@@ -104,7 +104,7 @@ def test_every_secret_source_is_capped(tmp_path: Path, monkeypatch: pytest.Monke
             f'[[issuers]]\nrfc = "{RFC}"\ncsd_cer = "{cer}"\ncsd_key = "{ok}"\ncsd_password = "p"\n',
         )
     )
-    from reconciler.provider import _load_csd
+    from reconciler.provider.soap import _load_csd
 
     with pytest.raises(ConfigError, match=rf"^issuers\[{RFC}\].csd_cer: .*huge.cer: larger than 1 MiB"):
         _load_csd(csd)
@@ -306,7 +306,7 @@ async def test_an_endless_wsdl_is_one_line(endless_url: str, tmp_path: Path) -> 
 @pytest.mark.parametrize("value", ["²", "٣", "１２", "2_000", "+", "", None, True, 2**31, -(2**31) - 1, 1.0])
 def test_int_takes_32_bit_ascii_integers_only(value: object) -> None:
     """zeep parses xs:int first; this is the last check before a code reaches the ledger."""
-    from reconciler.provider import _int
+    from reconciler.provider.soap import _int
 
     assert _int(value) is None
     assert _int(" +201 ") == 201 and _int(-(2**31)) == -(2**31)

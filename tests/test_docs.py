@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pytest
 
-from reconciler.cli import cli
+from reconciler.cli.main import cli
 from reconciler.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.acuse import sha256
 from reconciler.clock import parse_iso
+from reconciler.jobs.states import State
+from reconciler.provider.acuse import sha256
 from reconciler.sandbox.acuses import AcuseControl
-from reconciler.states import State
 
 from .conftest import run_cli
-from .test_daemon import Rig, ok_uuid, rig_factory, until  # noqa: F401 (rig_factory is a fixture)
+from .daemon.test_loops import Rig, ok_uuid, rig_factory, until  # noqa: F401 (rig_factory is a fixture)
 
 OTHER = "5B4B180D-5B6C-4392-B204-252215A1AB84"
 RigFactory = Callable[..., Awaitable[Rig]]

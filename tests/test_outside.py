@@ -91,14 +91,14 @@ def stderr_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
 
 
 def test_a_log_argument_cannot_forge_a_line(stderr_log: io.StringIO) -> None:
-    log = logging.getLogger("reconciler.provider")
-    log.warning("cancelarAsincrono for %s: unknown code %d (%s)", U, 987, "hola\nERROR reconciler.daemon: forged")
+    log = logging.getLogger("reconciler.provider.soap")
+    log.warning("cancelarAsincrono for %s: unknown code %d (%s)", U, 987, "hola\nERROR reconciler.daemon.loops: forged")
     log.info("from %r and %s", "a\r\nb", "password s3cr3t-Password\nnext")
     lines = stderr_log.getvalue().splitlines()
     assert lines == [
-        f"WARNING reconciler.provider: cancelarAsincrono for {U}: unknown code 987 "
-        "(hola\\nERROR reconciler.daemon: forged)",
-        "INFO reconciler.provider: from 'a\\r\\nb' and password ***\\nnext",
+        f"WARNING reconciler.provider.soap: cancelarAsincrono for {U}: unknown code 987 "
+        "(hola\\nERROR reconciler.daemon.loops: forged)",
+        "INFO reconciler.provider.soap: from 'a\\r\\nb' and password ***\\nnext",
     ]
 
 
@@ -106,10 +106,10 @@ def test_a_traceback_stays_multi_line_and_masked(stderr_log: io.StringIO) -> Non
     try:
         raise ValueError("bad s3cr3t-Password")
     except ValueError:
-        logging.getLogger("reconciler.daemon").exception("pass failed for %s", "x\ny")
+        logging.getLogger("reconciler.daemon.loops").exception("pass failed for %s", "x\ny")
     text = stderr_log.getvalue()
     first, *rest = text.splitlines()
-    assert first == "ERROR reconciler.daemon: pass failed for x\\ny"
+    assert first == "ERROR reconciler.daemon.loops: pass failed for x\\ny"
     assert rest[0] == "Traceback (most recent call last):" and rest[-1] == "ValueError: bad ***"
     assert "s3cr3t" not in text
 

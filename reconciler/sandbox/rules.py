@@ -20,7 +20,7 @@ import re
 from typing import Literal
 
 from reconciler.errors import ValidationError
-from reconciler.validation import MOTIVOS, parse_rfc
+from reconciler.jobs.validation import MOTIVOS, parse_rfc
 
 Intended = Literal["ok", "error", "rejected"]
 

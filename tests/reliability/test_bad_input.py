@@ -25,17 +25,17 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.cli import cli, main
+from reconciler.cli.main import cli, main
 from reconciler.config import Settings, TrustSettings
 from reconciler.errors import ConfigError, ProviderError, ValidationError
-from reconciler.jobfile import parse_jobs
-from reconciler.notification import Malformed, Notification, NotNotification, parse
-from reconciler.provider import ProviderClient
+from reconciler.jobs.jobfile import parse_jobs
+from reconciler.jobs.validation import JobSpec, job_spec
+from reconciler.mailbox.notification import Malformed, Notification, NotNotification, parse
+from reconciler.mailbox.trust import assess, parse_authentication_results
+from reconciler.provider.soap import ProviderClient
 from reconciler.sandbox import Sandbox, SandboxConfig
 from reconciler.sandbox.notify import Notification as SimNotification
 from reconciler.sandbox.notify import build_message
-from reconciler.trust import assess, parse_authentication_results
-from reconciler.validation import JobSpec, job_spec
 
 from ..fixtures_imap import notification
 from ..harness import generated_uuids

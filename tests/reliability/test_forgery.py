@@ -6,7 +6,7 @@ Authentication-Results (``[mailbox.trust] authserv_id`` set through the environm
 valid-looking OK for a job the provider still reports as processing (211): it is only a
 *claim* until the status call answers 200.
 
-DKIM is checked one level down, at the :class:`~reconciler.mailbox.Watcher` against Dovecot:
+DKIM is checked one level down, at the :class:`~reconciler.mailbox.watcher.Watcher` against Dovecot:
 the daemon builds its Watcher without a DNS hook and the test machine has no DNS, so a key
 cannot be published where the daemon subprocess would look it up; the Watcher takes the
 ``dnsfunc`` that serves the locally generated key.
@@ -25,11 +25,11 @@ from pathlib import Path
 import dkim
 import pytest
 
-from reconciler.ledger import Ledger
-from reconciler.mailbox import Watcher
+from reconciler.jobs.states import State
+from reconciler.ledger.store import Ledger
+from reconciler.mailbox.watcher import Watcher
 from reconciler.sandbox import UUIDS_211
 from reconciler.sandbox.imapserver import ImapServer
-from reconciler.states import State
 
 from ..fixtures_imap import add_jobs, append, new_uuid, notification, settings_for
 from ..harness import Stack, generated_uuids, wait_until

@@ -1,5 +1,5 @@
 """Notification headers, strictly: each hostile header shape, APPENDed to a real IMAP server and
-read by the real :class:`~reconciler.mailbox.Watcher` (or the daemon), changes no job.
+read by the real :class:`~reconciler.mailbox.watcher.Watcher` (or the daemon), changes no job.
 
 Also DKIM key lookups: a lookup the message itself makes fail (a 70-character selector label,
 NXDOMAIN) is a verdict, and a temporary DNS failure puts off that one message, a bounded number
@@ -22,12 +22,12 @@ import dkim
 import dns.resolver
 import pytest
 
-from reconciler.ledger import Ledger
-from reconciler.mailbox import PassStats, Watcher
+from reconciler.jobs.states import State
+from reconciler.ledger.store import Ledger
+from reconciler.mailbox.trust import DKIM_ATTEMPTS, resolve_txt
+from reconciler.mailbox.watcher import PassStats, Watcher
 from reconciler.sandbox import UUIDS_211
 from reconciler.sandbox.imapserver import ImapServer
-from reconciler.states import State
-from reconciler.trust import DKIM_ATTEMPTS, resolve_txt
 
 from ..fixtures_imap import add_jobs, append, new_uuid, settings_for
 from ..harness import Stack, wait_until

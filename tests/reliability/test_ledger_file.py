@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.schema import MIGRATIONS, sha256_hex
+from reconciler.ledger.schema import MIGRATIONS, sha256_hex
 
 from ..harness import Stack, generated_uuids, start_stack, wait_until
 

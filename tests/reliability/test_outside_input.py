@@ -20,7 +20,7 @@ from ..conftest import run_cli
 from ..harness import Stack, wait_until
 from .support import events_of
 
-FORGED_LINE = "ERROR reconciler.daemon: forged line"
+FORGED_LINE = "ERROR reconciler.daemon.loops: forged line"
 FORMULA = '=HYPERLINK("https://evil.example/","ver acuse")'
 MARKUP_FROM = "[/]evil[bold]@attacker.example"
 MARKUP_MID = "<[link=https://evil.example/]x[/link]@forgery.test>"
@@ -91,7 +91,7 @@ def test_hostile_replies_and_markup_leave_the_daemon_running_and_the_jobs_queued
     for line in log.splitlines():
         assert not line.startswith(FORGED_LINE), "a provider message forged a log line"
         if "forged line" in line:
-            assert "hola\\nERROR reconciler.daemon: forged line" in line
+            assert "hola\\nERROR reconciler.daemon.loops: forged line" in line
 
     env = {"RECONCILER_CONFIG": str(stack.config)}
     shown = run_cli("status", markup, env=env)

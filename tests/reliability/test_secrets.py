@@ -135,7 +135,7 @@ def test_no_secret_leaves_its_place(
 
     # The logs: debug level really logged the SOAP traffic, redacted.
     logs = b"".join(p.read_bytes() for p in stack.logs)
-    assert b"DEBUG reconciler.provider: POST" in logs and b"***" in logs
+    assert b"DEBUG reconciler.provider.soap: POST" in logs and b"***" in logs
     assert b"Traceback" not in logs
     assert _leaks(logs, forms) == []
 

@@ -1,0 +1,87 @@
+"""``reconciler config check``: every outside dependency tried once, each with a fix when it fails."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from reconciler.errors import ReconcilerError
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def run_checks(config: str | os.PathLike[str] | None) -> list[Check]:
+    """Config, ledger, mailbox login, WSDL: in that order; a bad config stops the rest."""
+    from reconciler.config import load_settings
+    from reconciler.configfile import config_path
+
+    path, _ = config_path(config)
+    try:
+        settings = load_settings(config)
+        settings.require_provider()
+        settings.require_mailbox()
+    except ReconcilerError as e:
+        return [Check("config", False, str(e), f"edit the key named above in {path} (see config.example.toml)")]
+    checks = [Check("config", True, f"{path}: valid")]
+
+    from reconciler.ledger.store import Ledger
+
+    try:
+        ledger = await Ledger.open(settings.ledger.path)
+    except ReconcilerError as e:
+        checks.append(Check("ledger", False, str(e), "check [ledger] path and that its directory is writable"))
+        return checks
+    try:
+        counts = await ledger.counts()
+        checks.append(Check("ledger", True, f"{settings.ledger.path}: {sum(counts.values())} jobs"))
+        checks.append(await _mailbox(settings, ledger))
+    finally:
+        await ledger.close()
+    checks.append(await _provider(settings))
+    return checks
+
+
+async def _mailbox(settings: Any, ledger: Any) -> Check:
+    from reconciler.mailbox.watcher import Watcher
+
+    mb = settings.mailbox
+    watcher = Watcher(settings, ledger)
+    try:
+        await watcher.connect()
+    except ReconcilerError as e:
+        return Check(
+            "mailbox",
+            False,
+            str(e),
+            "check [mailbox] host, port, security and ca_file, then username and the password or token",
+        )
+    finally:
+        await watcher.close()
+    return Check("mailbox", True, f"logged in to {mb.host}:{mb.effective_port} as {mb.username}, folder {mb.folder}")
+
+
+async def _provider(settings: Any) -> Check:
+    from reconciler.provider.soap import ProviderClient
+
+    try:
+        client = await ProviderClient.create(settings)
+    except ReconcilerError as e:
+        return Check(
+            "provider",
+            False,
+            str(e),
+            "check [provider] wsdl (URL or file), port, and endpoint if the port's address is empty",
+        )
+    await client.aclose()
+    where = settings.provider.endpoint or "the WSDL's address"
+    return Check("provider", True, f"WSDL {settings.provider.wsdl} loaded; port {settings.provider.port} at {where}")

@@ -1,0 +1,1 @@
+"""The process: the scheduled loops, start and stop, systemd, Prometheus, health."""

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import contextlib
+import uuid as uuidlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reconciler.errors import ValidationError
+from reconciler.jobs.jobfile import parse_jobs
+from reconciler.jobs.validation import job_spec, parse_motivo, parse_rfc, parse_uuid
+
+U = "71452784-AFC7-4BE5-8623-3BA1436D573B"
+
+
+@pytest.mark.parametrize("text", [U, U.lower(), f"  {U}  ", "{" + U.lower() + "}"])
+def test_uuid_accepted_forms(text: str) -> None:
+    assert parse_uuid(text) == U
+
+
+@pytest.mark.parametrize("text", ["", "7145", U + "0", U.replace("-", ""), U[:-1] + "G", "{" + U, U + "|02|"])
+def test_uuid_refused_naming_field_and_value(text: str) -> None:
+    with pytest.raises(ValidationError, match=r"^uuid: not a UUID: "):
+        parse_uuid(text)
+
+
+@given(st.uuids(), st.sampled_from([str.upper, str.lower, lambda s: "{" + s + "}"]))
+def test_uuid_roundtrip_any_case(value: uuidlib.UUID, form: object) -> None:
+    assert parse_uuid(form(str(value))) == str(value).upper()  # type: ignore[operator]
+
+
+@given(st.text(max_size=60))
+def test_uuid_parser_only_ever_raises_validation_error(text: str) -> None:
+    try:
+        result = parse_uuid(text)
+    except ValidationError as e:
+        assert str(e).startswith("uuid: ")
+    else:
+        assert len(result) == 36 and result == result.upper()
+
+
+@pytest.mark.parametrize("rfc", ["AAA010101AAA", "aaa010101aaa", "XAXX010101000", "ÑAB991231A1A", "A&B010101AB1"])
+def test_rfc_accepted(rfc: str) -> None:
+    assert parse_rfc(rfc) == rfc.upper()
+
+
+@pytest.mark.parametrize(
+    ("rfc", "why"),
+    [("AAA010101AA", "12 or 13"), ("AAA011301AAA", "not a valid"), ("1AA010101AAA", "not a valid"), ("", "12 or 13")],
+)
+def test_rfc_refused(rfc: str, why: str) -> None:
+    with pytest.raises(ValidationError, match=f"rfc: .*{why}"):
+        parse_rfc(rfc)
+
+
+@given(st.text(max_size=20))
+def test_rfc_parser_total(text: str) -> None:
+    with contextlib.suppress(ValidationError):
+        parse_rfc(text)
+
+
+@pytest.mark.parametrize(("given_", "expected"), [(None, "02"), ("", "02"), ("1", "01"), ("03", "03"), (" 04 ", "04")])
+def test_motivo(given_: str | None, expected: str) -> None:
+    assert parse_motivo(given_) == expected
+
+
+@pytest.mark.parametrize("bad", ["05", "00", "x", "001", "2a"])
+def test_motivo_refused(bad: str) -> None:
+    with pytest.raises(ValidationError, match="motivo: must be one of 01, 02, 03, 04"):
+        parse_motivo(bad)
+
+
+def test_folio_sustitucion_rules() -> None:
+    other = str(uuidlib.uuid4())
+    spec = job_spec(U, "AAA010101AAA", "01", other)
+    assert spec.folio_sustitucion == other.upper()
+    assert spec.provider_uuid_field == f"{U}|01|{other.upper()}"
+    assert job_spec(U, "AAA010101AAA", "02").provider_uuid_field == f"{U}|02|"
+    with pytest.raises(ValidationError, match="folio_sustitucion: required with motivo 01"):
+        job_spec(U, "AAA010101AAA", "01")
+    with pytest.raises(ValidationError, match="folio_sustitucion: only allowed with motivo 01"):
+        job_spec(U, "AAA010101AAA", "02", other)
+    with pytest.raises(ValidationError, match="must differ"):
+        job_spec(U, "AAA010101AAA", "01", U.lower())
+
+
+def test_csv_all_or_nothing_reports_every_bad_line() -> None:
+    rows = [
+        "uuid,rfc,motivo,folio_sustitucion",
+        f"{U},AAA010101AAA,02,",
+        "nope,AAA010101AAA,02,",
+        f"{uuidlib.uuid4()},BAD,02,",
+        f"{U.lower()},AAA010101AAA,,",
+    ]
+    with pytest.raises(ValidationError) as info:
+        parse_jobs(rows, "jobs.csv")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("jobs.csv: 3 bad rows, nothing imported")
+    assert "line 3: uuid: not a UUID: 'nope'" in message
+    assert "line 4: rfc:" in message
+    assert f"line 5: uuid {U} already on line 2" in message
+
+
+def test_csv_optional_columns_and_bom() -> None:
+    specs = parse_jobs(["\ufeffUUID,RFC", f"{U},aaa010101aaa", ""])
+    assert [(s.uuid, s.rfc_emisor, s.motivo) for s in specs] == [(U, "AAA010101AAA", "02")]
+
+
+@pytest.mark.parametrize("header", ["", "uuid", "uuid,rfc,extra", "uuid,uuid,rfc"])
+def test_csv_bad_header(header: str) -> None:
+    with pytest.raises(ValidationError, match="jobs.csv: "):
+        parse_jobs([header] if header else [], "jobs.csv")
+
+
+@given(st.lists(st.text(max_size=80), max_size=8))
+def test_csv_parser_only_raises_validation_error(lines: list[str]) -> None:
+    try:
+        parse_jobs(["uuid,rfc,motivo,folio_sustitucion", *lines])
+    except ValidationError as e:
+        assert "\n" not in str(e)

@@ -1,0 +1,297 @@
+"""Trust: sender globs, Authentication-Results from our own server, DKIM with a local key."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import tempfile
+from pathlib import Path
+
+import dkim
+import dns.exception
+import dns.name
+import dns.resolver
+import pytest
+
+from reconciler.config import TrustSettings
+from reconciler.mailbox.notification import Malformed, Notification, parse
+from reconciler.mailbox.trust import (
+    DkimUnavailable,
+    aligned,
+    assess,
+    check_authentication_results,
+    parse_authentication_results,
+)
+from tests.fixtures_imap import new_uuid, notification
+
+DOMAIN = "solucionfactible.com"
+DEFAULT = TrustSettings()
+
+
+def _keypair() -> tuple[bytes, bytes]:
+    with tempfile.TemporaryDirectory() as d:
+        key = Path(d) / "key.pem"
+        subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True, timeout=60)
+        der = subprocess.run(
+            ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        ).stdout
+        return key.read_bytes(), base64.b64encode(der)
+
+
+KEY, PUBLIC = _keypair()
+INCLUDE = [b"from", b"date", b"message-id", b"x-uuidcancelacion", b"x-statuscancelacion"]
+
+
+def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+    """A local DNS: the test key at sel._domainkey.solucionfactible.com, nothing else."""
+    if name.rstrip(b".") == b"sel._domainkey." + DOMAIN.encode():
+        return b"v=DKIM1; k=rsa; p=" + PUBLIC
+    return None
+
+
+def note(sender: str = f"Solución Factible <notificaciones@{DOMAIN}>", extra: str = "") -> Notification:
+    parsed = parse(notification(new_uuid(), sender=sender, extra=extra))
+    assert isinstance(parsed, Notification)
+    return parsed
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        f"notificaciones@{DOMAIN}",
+        f"Solución Factible <NOTIFICACIONES@{DOMAIN.upper()}>",
+        f"=?utf-8?q?Soluci=C3=B3n?= <avisos@{DOMAIN}>",
+        f"(the provider) avisos@{DOMAIN}",
+    ],
+)
+def test_allowed_senders(sender: str) -> None:
+    verdict = assess(note(sender), DEFAULT)
+    assert verdict.trusted, verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("sender", "reason"),
+    [
+        ("attacker@evil.example", "not in mailbox.trust.allowed_senders"),
+        (f"notificaciones@{DOMAIN}.mx", "not in"),
+        ("notificaciones@solucionfactib1e.com", "not in"),
+        (f"x@sub.{DOMAIN}.evil.com", "not in"),
+        (f"x@sub.{DOMAIN}", "not in"),  # the default glob names the domain exactly
+        (f'"notificaciones@{DOMAIN}" <attacker@evil.example>', "attacker@evil.example"),  # display name never counts
+        (f"notificaciones@{DOMAIN} <attacker@evil.example>", "not a valid address"),  # parsers disagree: refuse
+        (f"a@{DOMAIN}, attacker@evil.example", "2 mailboxes"),
+        (f"notificaciones@{DOMAIN}@evil.example", "not a valid address"),
+        (f"notificaciones@{DOMAIN}.", "not a valid address"),
+        ("notificaciones@[127.0.0.1]", "not a valid address"),
+        ("", "no From"),
+        (f"notificaciones@=?utf-8?q?{DOMAIN}?=", "not a valid address"),  # an addr-spec is never decoded
+        (f"Avisos <notificaciones@=?utf-8?q?{DOMAIN}?=>", "not a valid address"),
+    ],
+)
+def test_refused_senders(sender: str, reason: str) -> None:
+    verdict = assess(note(sender), DEFAULT)
+    assert not verdict.trusted
+    assert reason in verdict.reason
+
+
+def test_repeated_from_headers_are_malformed() -> None:
+    parsed = parse(notification(new_uuid(), extra="From: attacker@evil.example\r\n"))
+    assert isinstance(parsed, Malformed) and "From appears 2 times" in parsed.reason
+
+
+def test_custom_globs() -> None:
+    trust = TrustSettings(allowed_senders=["*@*.solucionfactible.com", "avisos@example.org"])
+    assert assess(note(f"x@mx1.{DOMAIN}"), trust).trusted
+    assert assess(note("AVISOS@example.org"), trust).trusted
+    assert not assess(note(f"x@{DOMAIN}"), trust).trusted
+
+
+AR = "Authentication-Results: {}\r\n"
+GATED = TrustSettings(authserv_id="mx.example.com")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [f"mx.example.com; dkim=pass header.d={DOMAIN}"],
+        [f"mx.example.com; dmarc=pass (p=reject) header.from={DOMAIN}"],
+        [f"mx.example.com 1; spf=fail smtp.mailfrom=x; dkim=pass (2048-bit key) header.i=@{DOMAIN}"],
+        [f'"mx.example.com"; dkim = pass header.d="{DOMAIN}"'],
+        # a later hop's header above ours is ignored; ours decides
+        ["relay.internal; dkim=none", f"MX.EXAMPLE.COM; dmarc=pass header.from={DOMAIN}"],
+        [f"mx.example.com; dkim=pass header.d={DOMAIN}", "mx.example.com; dkim=fail header.d=evil.example"],
+    ],
+)
+def test_authentication_results_pass(headers: list[str]) -> None:
+    n = note(extra="".join(AR.format(h) for h in headers))
+    verdict = assess(n, GATED)
+    assert verdict.trusted, verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ([], "no Authentication-Results header from mx.example.com"),
+        ([f"other.example; dkim=pass header.d={DOMAIN}"], "no Authentication-Results header from"),
+        ([f"mx.example.com; dkim=fail header.d={DOMAIN}"], "dkim=fail"),
+        (["mx.example.com; dkim=pass header.d=evil.example"], "dkim=pass for evil.example"),
+        ([f"mx.example.com; dkim=pass header.d={DOMAIN}.evil.example"], "need a pass"),
+        (["mx.example.com; dkim=pass header.d=com"], "need a pass"),
+        (["mx.example.com; dmarc=pass header.from=evil.example"], "dmarc=pass for evil.example"),
+        (["mx.example.com; none"], "no dkim or dmarc result"),
+        (["mx.example.com; spf=pass smtp.mailfrom=notificaciones@solucionfactible.com"], "no dkim or dmarc"),
+        # the topmost header from our server failed; a forged pass below it does not help
+        (
+            [
+                "mx.example.com; dmarc=fail header.from=solucionfactible.com",
+                f"mx.example.com; dkim=pass header.d={DOMAIN}",
+            ],
+            "dmarc=fail",
+        ),
+        ([f"mx.example.com; dkim=pass (comment header.d={DOMAIN})"], "need a pass"),
+        (["mx.example.com; dkim=pass header.d=(unterminated"], "no Authentication-Results header from"),
+    ],
+)
+def test_authentication_results_fail_closed(headers: list[str], reason: str) -> None:
+    n = note(extra="".join(AR.format(h) for h in headers))
+    verdict = assess(n, GATED)
+    assert not verdict.trusted
+    assert reason in verdict.reason, verdict.reason
+
+
+def test_authentication_results_parser() -> None:
+    parsed = parse_authentication_results(
+        'mx.google.com;\r\n dkim=pass header.i=@a.example header.s=s1 header.b="AbC";'
+        " spf=pass (google.com: 1.2.3.4 is ok) smtp.mailfrom=x@a.example; dmarc=pass (p=NONE) header.from=a.example"
+    )
+    assert parsed is not None and parsed.authserv_id == "mx.google.com"
+    assert [(r.method, r.result) for r in parsed.results] == [("dkim", "pass"), ("spf", "pass"), ("dmarc", "pass")]
+    assert parsed.results[0].props == {"header.i": "@a.example", "header.s": "s1", "header.b": "AbC"}
+    assert parse_authentication_results("") is None
+    assert check_authentication_results([], "mx", DOMAIN).reason == "no Authentication-Results header from mx"
+
+
+def test_alignment() -> None:
+    assert aligned(DOMAIN, DOMAIN)
+    assert aligned(f"mail.{DOMAIN}", DOMAIN)
+    assert not aligned(DOMAIN, f"mail.{DOMAIN}")
+    assert not aligned(f"x{DOMAIN}", DOMAIN)
+    assert not aligned(DOMAIN, "com")
+
+
+# -- DKIM ------------------------------------------------------------------------
+
+DKIM_ON = TrustSettings(verify_dkim=True)
+
+
+def signed(raw: bytes, domain: str = DOMAIN, include: list[bytes] = INCLUDE) -> bytes:
+    signature: bytes = dkim.sign(raw, b"sel", domain.encode(), KEY, include_headers=include)
+    return signature + raw
+
+
+def judge(raw: bytes, trust: TrustSettings = DKIM_ON) -> tuple[bool, str]:
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    verdict = assess(parsed, trust, raw, dnsfunc=dnsfunc)
+    return verdict.trusted, verdict.reason
+
+
+def test_dkim_valid_signature() -> None:
+    trusted, reason = judge(signed(notification(new_uuid())))
+    assert trusted, reason
+    assert "d=solucionfactible.com verified" in reason
+
+
+def test_dkim_body_altered() -> None:
+    raw = signed(notification(new_uuid())).replace(b"procesada", b"rechazada")
+    assert judge(raw) == (False, "DKIM signature d=solucionfactible.com does not verify: 'body hash mismatch'")
+
+
+def test_dkim_status_header_altered() -> None:
+    raw = signed(notification(new_uuid(), "ERROR")).replace(b"X-StatusCancelacion: ERROR", b"X-StatusCancelacion: OK")
+    trusted, reason = judge(raw)
+    assert not trusted and "does not verify" in reason
+
+
+def test_dkim_wrong_domain() -> None:
+    trusted, reason = judge(signed(notification(new_uuid()), domain="evil.example"))
+    assert not trusted
+    assert reason == "DKIM d=evil.example does not align with solucionfactible.com"
+
+
+def test_dkim_must_cover_the_notification_headers() -> None:
+    trusted, reason = judge(signed(notification(new_uuid()), include=[b"from", b"date"]))
+    assert not trusted and "does not sign x-uuidcancelacion, x-statuscancelacion" in reason
+
+
+def test_dkim_missing_signature_and_missing_message() -> None:
+    raw = notification(new_uuid())
+    assert judge(raw) == (False, "no DKIM-Signature header")
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    assert not assess(parsed, DKIM_ON, None).trusted
+
+
+def test_dkim_unknown_key_is_untrusted() -> None:
+    raw = notification(new_uuid())
+    trusted, reason = judge(dkim.sign(raw, b"other", DOMAIN.encode(), KEY, include_headers=INCLUDE) + raw)
+    assert (trusted, reason) == (False, "DKIM signature d=solucionfactible.com does not verify")
+
+
+def test_dkim_dns_failure_is_not_a_verdict() -> None:
+    def broken(name: bytes, timeout: float = 5) -> bytes | None:
+        raise OSError("resolver unreachable")
+
+    raw = signed(notification(new_uuid()))
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    with pytest.raises(DkimUnavailable, match="failed"):
+        assess(parsed, DKIM_ON, raw, dnsfunc=broken)
+
+
+def test_sender_is_checked_before_dkim() -> None:
+    raw = signed(notification(new_uuid(), sender="attacker@evil.example"))
+    trusted, reason = judge(raw)
+    assert not trusted and "attacker@evil.example" in reason
+
+
+def test_dkim_poisoned_selector_is_a_verdict_through_the_real_resolver() -> None:
+    raw = notification(new_uuid())
+    raw = dkim.sign(raw, b"a" * 70, DOMAIN.encode(), KEY, include_headers=INCLUDE) + raw
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    verdict = assess(parsed, DKIM_ON, raw)  # no dnsfunc: trust.resolve_txt, dnspython refuses the name itself
+    assert not verdict.trusted and "LabelTooLong" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("error", "temporary"),
+    [
+        (dns.resolver.NXDOMAIN(), False),
+        (dns.resolver.NoAnswer(), False),
+        (dns.name.LabelTooLong(), False),
+        (dns.name.EmptyLabel(), False),
+        (UnicodeDecodeError("ascii", b"\xff", 0, 1, "no"), False),
+        (dns.resolver.LifetimeTimeout(timeout=1.0, errors=[]), True),
+        (dns.exception.Timeout(), True),
+        (dns.resolver.NoNameservers(), True),  # SERVFAIL (or no answer) from every nameserver
+        (dkim.DnsTimeoutError("timed out"), True),
+        (OSError("network unreachable"), True),
+    ],
+)
+def test_dkim_lookup_failures_are_verdicts_unless_temporary(error: Exception, temporary: bool) -> None:
+    def lookup(name: bytes, timeout: float = 5) -> bytes | None:
+        raise error
+
+    raw = signed(notification(new_uuid()))
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    if temporary:
+        with pytest.raises(DkimUnavailable, match="failed for now"):
+            assess(parsed, DKIM_ON, raw, dnsfunc=lookup)
+    else:
+        verdict = assess(parsed, DKIM_ON, raw, dnsfunc=lookup)
+        assert not verdict.trusted and f"DKIM key lookup failed: {type(error).__name__}" in verdict.reason

@@ -1,0 +1,120 @@
+"""What a provider reply does to a job: pure decisions, time passed in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reconciler.jobs.records import Job
+from reconciler.jobs.states import State, Trigger
+from reconciler.provider.acuse import Kind, Verdict, check, sha256
+from reconciler.provider.codes import StatusOutcome, classify_status
+from reconciler.provider.outcomes import cancel_names_another, status_change
+from reconciler.provider.soap import StatusReply
+
+U = "71452784-AFC7-4BE5-8623-3BA1436D573B"
+OTHER = "5B4B180D-5B6C-4392-B204-252215A1AB84"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+LATER = NOW + timedelta(seconds=30)
+
+
+@pytest.mark.parametrize(
+    "mensaje",
+    ["", "  ", U, U.lower(), f" {U} ", f"{U}|02|", f"{U.lower()}|01|{OTHER}", "Solicitud recibida", f"UUID {U} ok"],
+)
+def test_a_cancel_200_naming_this_uuid_or_none_is_an_acceptance(mensaje: str) -> None:
+    assert cancel_names_another(U, mensaje) is None
+
+
+@pytest.mark.parametrize(
+    "mensaje",
+    [OTHER, OTHER.lower(), f"{OTHER}|02|", f"cancelado {OTHER}", f"{U} {OTHER}", U[:-2] + "ﬀ|02|", U[:-1] + "Ｂ"],
+)
+def test_a_cancel_200_naming_another_uuid_is_not(mensaje: str) -> None:
+    reason = cancel_names_another(U, mensaje)
+    assert reason is not None and reason.startswith("cancelarAsincrono answered 200 naming another UUID: ")
+
+
+def test_a_look_alike_of_this_uuid_is_another_uuid() -> None:
+    ff = U[:-2] + "FF"  # U+FB00 (one character) folds to "FF" under .upper()
+    assert (U[:-2] + "ﬀ").upper() == ff
+    assert cancel_names_another(ff, U[:-2] + "ﬀ") is not None
+    assert cancel_names_another(ff, U[:-2] + "ﬀ|02|") is not None
+    assert cancel_names_another(ff, ff.lower() + "|02|") is None
+
+
+@given(st.text(max_size=200), st.sampled_from(["", "|02|", "|01|" + OTHER]))
+def test_cancel_names_another_never_raises_and_knows_this_uuid(text: str, suffix: str) -> None:
+    reason = cancel_names_another(U, text)
+    assert reason is None or (reason.startswith("cancelarAsincrono") and "\n" not in reason)
+    assert cancel_names_another(U, U.lower() + suffix) is None
+    assert cancel_names_another(U, f"{OTHER}{suffix}") is not None
+
+
+def job(claim: str | None = None, checks: int = 0) -> Job:
+    at = "2026-01-01T00:00:00.000Z"
+    return Job(
+        U, "AAA010101AAA", "02", None, State.AWAITING, 200, U, 1, None, at, at, None, at, claim, at, checks, None, False
+    )
+
+
+def reply(acuse: bytes | None, code: int = 200, source: str | None = "acuseSat") -> StatusReply:
+    verdict = check(acuse, U) if code == 200 else None
+    return StatusReply(code, U, acuse, classify_status(code, verdict).outcome, verdict, source if acuse else None)
+
+
+ACCEPTED = f"<Acuse><Folios><UUID>{U}</UUID><EstatusUUID>201</EstatusUUID></Folios></Acuse>".encode()
+
+
+def test_accepted_is_ok_with_the_acuse_and_its_digest() -> None:
+    change = status_change(job(), reply(ACCEPTED), "chaser", NOW, LATER, 5)
+    assert change.trigger is Trigger.CONFIRMED_OK
+    assert change.set["acuse"] == ACCEPTED and change.set["acuse_sha256"] == sha256(ACCEPTED)
+    [(kind, detail)] = change.events
+    assert kind == "status" and detail["verdict"] == "accepted" and detail["acuse_sha256"] == sha256(ACCEPTED)
+
+
+def test_refused_is_error_with_the_sats_code_and_meaning() -> None:
+    refused = ACCEPTED.replace(b">201<", b">205<")
+    change = status_change(job(claim="OK"), reply(refused), "confirmer", NOW, LATER, 5)
+    assert change.trigger is Trigger.CONFIRMED_ERROR
+    assert change.set["message"] == "the SAT refused: EstatusUUID 205: the UUID does not exist at the SAT"
+    assert change.set["acuse_sha256"] == sha256(refused)
+    status, conflict = change.events
+    assert (status[1]["estatus_uuid"], status[1]["meaning"]) == (205, "the UUID does not exist at the SAT")
+    assert conflict == (
+        "conflict",
+        {"reason": "OK notification contradicted by the SAT's EstatusUUID 205", "code": 200},
+    )
+
+
+@pytest.mark.parametrize("acuse", [None, b"", b"null", b"<html/>", ACCEPTED.replace(U.encode(), OTHER.encode())])
+def test_anything_else_stays_awaiting_with_a_conflict_and_a_later_check(acuse: bytes | None) -> None:
+    change = status_change(job(checks=3), reply(acuse), "chaser", NOW, LATER, 5)
+    assert change.trigger is None and change.require is State.AWAITING
+    assert change.set == {"check_at": "2026-01-01T00:00:30.000Z", "checks": 4}
+    assert "acuse" not in change.set
+    (_, status), (kind, conflict) = change.events
+    assert status["outcome"] == "disputed" and kind == "conflict"
+    assert conflict["reason"].startswith("status 200 is not evidence: ")
+    if acuse is not None:
+        assert conflict["acuse_sha256"] == sha256(acuse)
+
+
+def test_a_done_outcome_without_an_accepting_verdict_is_never_ok() -> None:
+    forged = StatusReply(200, U, ACCEPTED, StatusOutcome.DONE, Verdict(Kind.UNUSABLE, "no"), "acuseSat")
+    assert status_change(job(), forged, "chaser", NOW, LATER, 5).trigger is None
+    no_verdict = StatusReply(200, U, ACCEPTED, StatusOutcome.DONE, None, "acuseSat")
+    assert status_change(job(), no_verdict, "chaser", NOW, LATER, 5).trigger is None
+
+
+def test_other_codes_keep_their_meaning() -> None:
+    assert status_change(job(), reply(None, 213), "chaser", NOW, LATER, 5).trigger is Trigger.CONFIRMED_ERROR
+    assert status_change(job(), reply(None, 702), "chaser", NOW, LATER, 5).trigger is Trigger.LOST
+    dropped = status_change(job(claim="OK"), reply(None, 702), "confirmer", NOW, LATER, 5)
+    assert (dropped.trigger, dropped.set["claim"], dropped.set["check_at"]) == (None, None, "2026-01-01T00:00:05.000Z")
+    processing = status_change(job(), reply(None, 211), "chaser", NOW, LATER, 5)
+    assert [k for k, _ in processing.events] == ["status"] and processing.set["check_at"] == "2026-01-01T00:00:30.000Z"
