@@ -140,6 +140,8 @@ class ScheduleSettings(_Section):
     stale_after_s: float = Field(default=259200.0, gt=0, le=365 * DAY, allow_inf_nan=False)
     submit_interval_s: float = Field(default=5.0, gt=0, le=DAY, allow_inf_nan=False)
     chase_interval_s: float = Field(default=60.0, gt=0, le=DAY, allow_inf_nan=False)
+    # How long an event's delivery to a webhook or hook is retried before it is marked failed.
+    delivery_horizon_s: float = Field(default=4 * DAY, gt=0, le=365 * DAY, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _base_below_max(self) -> ScheduleSettings:
@@ -162,6 +164,79 @@ class MetricsSettings(_Section):
         return v
 
 
+class EventsSettings(_Section):
+    # Delivered outbox events older than this are pruned; undelivered ones never are.
+    retention_days: float = Field(default=30.0, gt=0, le=3650, allow_inf_nan=False)
+    # How often the dispatcher looks for new outbox rows when it has nothing due.
+    poll_interval_s: float = Field(default=1.0, gt=0, le=3600, allow_inf_nan=False)
+
+
+def _event_filters(v: list[str]) -> list[str]:
+    from reconciler.events.outbox import TYPES
+
+    for f in v:
+        if f not in TYPES and not (f.endswith("*") and any(t.startswith(f[:-1]) for t in TYPES)):
+            raise ValueError(f"unknown event type {f!r} (one of {', '.join(TYPES)}, or a prefix like job.*)")
+    return v
+
+
+class WebhookSettings(_Section):
+    url: str
+    name: str | None = None
+    secret: list[SecretStr] = []
+    secret_file: Path | None = None
+    events: list[str] = []
+    timeout_s: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    ca_file: Path | None = None
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from reconciler.events.webhooks import check_url
+
+        return check_url(v)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        return _event_filters(v)
+
+    @property
+    def endpoint(self) -> str:
+        from reconciler.events.webhooks import display_url
+
+        return self.name or display_url(self.url)
+
+
+class HookSettings(_Section):
+    command: list[str] = Field(min_length=1)
+    name: str | None = None
+    events: list[str] = []
+    timeout_s: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
+
+    @field_validator("command")
+    @classmethod
+    def _argv(cls, v: list[str]) -> list[str]:
+        if not v[0] or any("\x00" in a for a in v):
+            raise ValueError("the command's first item must be a program path, with no NUL in any item")
+        return v
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        return _event_filters(v)
+
+    @property
+    def endpoint(self) -> str:
+        return self.name or "hook:" + Path(self.command[0]).name
+
+
 class Settings(BaseSettings):
     """Everything reconciler reads at start; secrets never appear in its repr."""
 
@@ -178,6 +253,17 @@ class Settings(BaseSettings):
     mailbox: MailboxSettings = MailboxSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     metrics: MetricsSettings = MetricsSettings()
+    events: EventsSettings = EventsSettings()
+    webhooks: list[WebhookSettings] = []
+    hooks: list[HookSettings] = []
+
+    @model_validator(mode="after")
+    def _unique_endpoints(self) -> Settings:
+        names = [w.endpoint for w in self.webhooks] + [h.endpoint for h in self.hooks]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two webhooks or hooks are named {name!r}; give each a distinct name")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -239,6 +325,25 @@ class Settings(BaseSettings):
                 if path is not None and not path.is_file():
                     raise ConfigError(f"issuers[{issuer.rfc}].{key}: file not found: {path}")
             self.csd_password(issuer)
+
+    def webhook_keys(self, hook: WebhookSettings) -> list[bytes]:
+        """The HMAC keys of a webhook's ``whsec_`` secrets (``secret`` and one per line of ``secret_file``)."""
+        from reconciler.events.signature import SecretFormatError, key_of
+
+        key = f"webhooks[{hook.endpoint}]"
+        texts = [(s.get_secret_value(), f"{key}.secret") for s in hook.secret]
+        if hook.secret_file is not None:
+            content = read_secret_file(hook.secret_file, f"{key}.secret_file").get_secret_value()
+            texts += [(line, f"{key}.secret_file") for line in content.splitlines() if line.strip()]
+        if not texts:
+            raise ConfigError(f"{key}.secret: missing (set secret or secret_file to a whsec_ secret)")
+        keys: list[bytes] = []
+        for text, where in texts:
+            try:
+                keys.append(key_of(text))
+            except SecretFormatError as e:
+                raise ConfigError(f"{where}: {e}") from None
+        return keys
 
     def require_mailbox(self) -> None:
         """Fail with one line naming the first mailbox key the watcher needs and lacks."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 import click
@@ -33,8 +34,8 @@ def config_keys() -> list[str]:
     keys = []
     for section, field in Settings.model_fields.items():
         model = field.annotation
-        if section == "issuers":
-            from reconciler.config import IssuerSettings as model  # type: ignore[assignment]
+        if typing.get_origin(model) is list:  # [[issuers]], [[webhooks]], [[hooks]]
+            (model,) = typing.get_args(model)
         for key in model.model_fields:  # type: ignore[union-attr]
             if key == "trust":
                 from reconciler.config import TrustSettings

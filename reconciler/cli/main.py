@@ -601,3 +601,14 @@ def main() -> None:
         silence_stdout()
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _register() -> None:
+    """Commands that live in modules of their own."""
+    from reconciler.cli import events
+
+    for command in (events.events, events.deliveries, events.redeliver):
+        cli.add_command(command)
+
+
+_register()

@@ -100,4 +100,42 @@ def evaluate(snapshot: Snapshot, now: datetime) -> Health:
     if snapshot.recent_conflicts:
         n = snapshot.recent_conflicts
         raise_to(Level.WARNING, f"{n} conflict{'s' if n != 1 else ''} in the last 72h (see `reconciler status UUID`)")
+    for problem in delivery_problems(snapshot.facts.get("deliveries") or {}, now):
+        raise_to(Level.WARNING, problem)
     return Health(level, problems)
+
+
+# An endpoint with events waiting and no successful delivery for this long is a WARNING.
+DELIVERY_SILENCE_S = 3600.0
+
+
+def delivery_problems(deliveries: Mapping[str, Any], now: datetime) -> list[str]:
+    """Webhook/hook endpoints an operator must look at: disabled by a 410, or failing for an hour."""
+    out: list[str] = []
+    for name, d in sorted(deliveries.items()):
+        if not isinstance(d, Mapping):
+            continue
+        if d.get("disabled_at"):
+            out.append(f"webhook {name} disabled at {d['disabled_at']} ({d.get('disabled_reason') or '410'})")
+            continue
+        if d.get("failed"):
+            out.append(
+                f"webhook {name}: {d['failed']} deliveries failed for good (see `reconciler deliveries --failed`)"
+            )
+        if not d.get("pending") or not d.get("oldest_pending_at"):
+            continue
+        waiting = _since(str(d["oldest_pending_at"]), now)
+        success = _since(str(d["last_success_at"]), now) if d.get("last_success_at") else None
+        if waiting is not None and waiting > DELIVERY_SILENCE_S and (success is None or success > DELIVERY_SILENCE_S):
+            out.append(
+                f"webhook {name}: {d['pending']} events pending, no successful delivery for over "
+                f"{DELIVERY_SILENCE_S / 3600:.0f}h"
+            )
+    return out
+
+
+def _since(text: str, now: datetime) -> float | None:
+    try:
+        return (now - parse_iso(text)).total_seconds()
+    except ValueError:
+        return None

@@ -48,6 +48,12 @@ class Metrics:
             "reconciler_circuit_breaker_open", "1 while an account-level code stops provider calls.", registry=r
         )
         self.heartbeat = Gauge("reconciler_heartbeat_timestamp_seconds", "Unix time of the last heartbeat.", registry=r)
+        self.deliveries = Gauge(
+            "reconciler_deliveries",
+            "Outbox deliveries per webhook or hook endpoint and state (pending, delivered, failed), from the ledger.",
+            ["endpoint", "state"],
+            registry=r,
+        )
 
     def reply(self, operation: str, code: int | None, outcome: str) -> None:
         self.replies.labels(operation, "none" if code is None else str(code), outcome).inc()
@@ -56,6 +62,12 @@ class Metrics:
         for state, n in counts.items():
             self.jobs.labels(state).set(n)
         self.overdue.set(overdue)
+
+    def delivery_counts(self, stats: list[Any]) -> None:
+        """Per-endpoint delivery counts (:class:`reconciler.ledger.outbox.EndpointStat`)."""
+        for s in stats:
+            for state in ("pending", "delivered", "failed"):
+                self.deliveries.labels(s.name, state).set(getattr(s, state))
 
     def mailbox(self, outcomes: Mapping[str, int], duration_s: float) -> None:
         """One successful mailbox pass: its duration and what each notification came to."""

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.daemon import sdnotify
 from reconciler.daemon.loops import Daemon
-from reconciler.errors import MailboxError
+from reconciler.errors import LedgerError, MailboxError
 from reconciler.ledger.lock import DaemonLock
 from reconciler.ledger.store import Ledger
 
 if TYPE_CHECKING:
     from reconciler.config import Settings
+    from reconciler.events.dispatcher import Dispatcher
     from reconciler.mailbox.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,30 @@ async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool) -> boo
         return True
 
 
+def _dispatcher(settings: Settings, ledger: Ledger, metrics: Any) -> Dispatcher | None:
+    """The outbox dispatcher when webhooks or hooks are configured (their secrets are read here, once)."""
+    if not settings.webhooks and not settings.hooks:
+        return None
+    from reconciler.events.dispatcher import Dispatcher, endpoints
+
+    on_stats = metrics.delivery_counts if metrics is not None else None
+    return Dispatcher(settings, ledger, endpoints(settings), on_stats=on_stats)
+
+
+async def _deliver(dispatcher: Dispatcher, daemon: Daemon) -> None:
+    """The dispatcher's task: a ledger failure stops the daemon like a failed pass."""
+    try:
+        await dispatcher.run(daemon.stop)
+    except LedgerError as e:
+        log.critical("outbox: %s; stopping", e)
+        daemon.fatal = e
+        daemon.stop.set()
+    except Exception as e:
+        log.exception("outbox dispatcher failed; stopping")
+        daemon.fatal = e
+        daemon.stop.set()
+
+
 async def run(settings: Settings, *, once: bool = False) -> int:
     """Open everything, run, close everything; returns the process exit code."""
     # One daemon per ledger: the lock comes before anything touches the ledger or the provider.
@@ -67,6 +92,7 @@ async def _run_locked(settings: Settings, *, once: bool) -> int:
     ledger = await Ledger.open(settings.ledger.path, backup=True, busy_timeout_s=settings.ledger.busy_timeout_s)
     provider: ProviderClient | None = None
     watcher: Watcher | None = None
+    dispatcher: Dispatcher | None = None
     endpoint: Any = None
     try:
         metrics = None
@@ -79,6 +105,7 @@ async def _run_locked(settings: Settings, *, once: bool) -> int:
         on_pass = (lambda stats: metrics.mailbox(stats.outcomes, stats.duration_s)) if metrics is not None else None
         watcher = Watcher(settings, ledger, on_pass=on_pass)
         daemon = Daemon(settings, ledger, provider, watcher, metrics=metrics)
+        dispatcher = _dispatcher(settings, ledger, metrics)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
@@ -96,14 +123,25 @@ async def _run_locked(settings: Settings, *, once: bool) -> int:
         )
         if once:
             await daemon.run_once()
+            if dispatcher is not None:
+                await dispatcher.start()
+                await dispatcher.pass_once()
         else:
+            delivering = asyncio.create_task(_deliver(dispatcher, daemon)) if dispatcher is not None else None
             await daemon.run_forever()
+            if delivering is not None:
+                try:  # an attempt in flight is bounded by its timeout; one cut short is sent again next start
+                    await asyncio.wait_for(delivering, settings.provider.timeout_s + 5)
+                except TimeoutError:
+                    log.warning("outbox deliveries still in flight at stop; they are sent again at the next start")
         sdnotify.notify("STOPPING=1")
         if daemon.fatal is None:
             await daemon.heartbeat(stopped=not once, once=once)
         log.info("reconciler stopped: %s", daemon.totals.line())
         return 1 if daemon.fatal is not None else 0
     finally:
+        if dispatcher is not None:
+            await dispatcher.aclose()
         if watcher is not None:
             await watcher.close()
         if provider is not None:

@@ -130,4 +130,75 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN acuse_sha256 TEXT;
     UPDATE jobs SET acuse_sha256 = sha256(acuse) WHERE acuse IS NOT NULL;
     """,
+    # 4: the transactional outbox.  Triggers write an outbox row in the same transaction as every
+    # state change (not the internal `submitting` hop: a job claimed and sent shows as queued ->
+    # awaiting, and a retry after a transient failure is no change), every SAT observation and every
+    # conflict, whichever code path made it, so a crash can neither lose nor invent an event.
+    # `seq` (AUTOINCREMENT: never reused after pruning) orders the feed; `id` is the receivers'
+    # idempotency key.  Delivery state lives per endpoint (a webhook or a command hook):
+    # `endpoints.cursor` is the last seq the dispatcher has looked at for it.
+    """
+    CREATE TABLE outbox (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        id      TEXT NOT NULL,
+        at      TEXT NOT NULL,
+        type    TEXT NOT NULL,
+        uuid    TEXT,
+        payload TEXT NOT NULL
+    );
+    CREATE TABLE endpoints (
+        name            TEXT PRIMARY KEY,
+        cursor          INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        last_success_at TEXT,
+        disabled_at     TEXT,
+        disabled_reason TEXT
+    );
+    CREATE TABLE deliveries (
+        endpoint     TEXT NOT NULL,
+        seq          INTEGER NOT NULL,
+        uuid         TEXT,
+        state        TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        next_at      TEXT NOT NULL,
+        last_status  INTEGER,
+        last_error   TEXT,
+        updated_at   TEXT NOT NULL,
+        PRIMARY KEY (endpoint, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_pending ON deliveries (endpoint, uuid, seq) WHERE state = 'pending';
+    CREATE INDEX deliveries_seq ON deliveries (seq);
+
+    CREATE TRIGGER outbox_job_created AFTER INSERT ON jobs BEGIN
+        INSERT INTO outbox (id, at, type, uuid, payload)
+        VALUES ('evt_' || lower(hex(randomblob(16))), new.updated_at, 'job.' || new.state, new.uuid,
+                json_object('uuid', new.uuid, 'rfc_emisor', new.rfc_emisor, 'old_state', NULL,
+                            'new_state', new.state, 'code', new.code, 'message', new.message));
+    END;
+    CREATE TRIGGER outbox_job_state AFTER UPDATE OF state ON jobs
+        WHEN new.state IS NOT old.state AND new.state != 'submitting'
+             AND NOT (old.state = 'submitting' AND new.state = 'queued')
+    BEGIN
+        INSERT INTO outbox (id, at, type, uuid, payload)
+        VALUES ('evt_' || lower(hex(randomblob(16))), new.updated_at, 'job.' || new.state, new.uuid,
+                json_object('uuid', new.uuid, 'rfc_emisor', new.rfc_emisor,
+                            'old_state', CASE old.state WHEN 'submitting' THEN 'queued' ELSE old.state END,
+                            'new_state', new.state, 'code', new.code, 'message', new.message));
+    END;
+    CREATE TRIGGER outbox_job_event AFTER INSERT ON events
+        WHEN new.kind IN ('conflict', 'sat') AND new.uuid IS NOT NULL
+    BEGIN
+        INSERT INTO outbox (id, at, type, uuid, payload)
+        VALUES ('evt_' || lower(hex(randomblob(16))), new.at, 'job.' || new.kind, new.uuid,
+                coalesce(
+                    (SELECT json_object('uuid', j.uuid, 'rfc_emisor', j.rfc_emisor, 'old_state', j.state,
+                                        'new_state', j.state, 'code', j.code, 'message', j.message,
+                                        'detail', CASE WHEN json_valid(new.detail) THEN json(new.detail)
+                                                       ELSE new.detail END)
+                     FROM jobs j WHERE j.uuid = new.uuid),
+                    json_object('uuid', new.uuid, 'rfc_emisor', NULL, 'old_state', NULL, 'new_state', NULL,
+                                'code', NULL, 'message', NULL, 'detail',
+                                CASE WHEN json_valid(new.detail) THEN json(new.detail) ELSE new.detail END)));
+    END;
+    """,
 )

@@ -16,7 +16,7 @@ import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -298,6 +298,14 @@ class Ledger:
                 return list(await cur.fetchall())
         except sqlite3.Error as e:
             raise LedgerError(f"ledger {self.path}: {e}") from e
+
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """One write transaction, for the ledger's other stores (:mod:`reconciler.ledger.outbox`)."""
+        return self._tx()
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of one read statement; an SQLite error is a LedgerError naming the ledger."""
+        return await self._all(sql, params)
 
     # -- jobs --------------------------------------------------------------
 
