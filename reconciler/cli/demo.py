@@ -29,6 +29,7 @@ from rich.table import Table
 from reconciler.clock import utc_now
 from reconciler.config import Settings, load_settings
 from reconciler.daemon.loops import Daemon
+from reconciler.events.dispatcher import Dispatcher, endpoints
 from reconciler.jobs.states import TERMINAL, State
 from reconciler.jobs.validation import job_spec
 from reconciler.ledger.store import Ledger
@@ -37,6 +38,7 @@ from reconciler.mailbox.watcher import Watcher
 from reconciler.provider.soap import ProviderClient
 from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, intended_outcome
 from reconciler.sandbox.imapserver import ImapServer, start_pymap
+from reconciler.sandbox.receiver import WebhookReceiver
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def _uuids(generated: int, rng: random.Random) -> list[str]:
     return out
 
 
-def _write_config(directory: Path, sandbox: Sandbox, imap: ImapServer) -> Path:
+def _write_config(directory: Path, sandbox: Sandbox, imap: ImapServer, receiver: WebhookReceiver) -> Path:
     secrets_dir = directory / "secrets"
     secrets_dir.mkdir(mode=0o700)
     (secrets_dir / "provider_password").write_text(PASSWORD)
@@ -108,6 +110,14 @@ status_check_after_s = 4
 stale_after_s = 3600
 submit_interval_s = 0.5
 chase_interval_s = 1
+
+[events]
+poll_interval_s = 0.2
+
+[[webhooks]]
+url = "{receiver.url}"
+name = "demo-receiver"
+secret = "{receiver.secret}"
 """
     )
     return config
@@ -146,6 +156,8 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
         await watcher.connect()
         daemon = Daemon(settings, ledger, provider, watcher)
         task = asyncio.create_task(daemon.run_forever())
+        dispatcher = Dispatcher(settings, ledger, endpoints(settings))
+        delivering = asyncio.create_task(dispatcher.run(daemon.stop))
         progress = Progress(
             TextColumn("resolved"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
         )
@@ -160,13 +172,18 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
                 if done == len(uuids) and await ledger.event_count("untrusted"):
                     break
                 await asyncio.sleep(0.2)
+        undelivered = await _drain(ledger)
         daemon.stop.set()
         await task
+        await delivering
+        await dispatcher.aclose()
         mismatches = []
         for u in uuids:
             job = await ledger.get_job(u)
             if str(job.state) != intended_outcome(u):
                 mismatches.append(f"{u}: {job.state}, intended {intended_outcome(u)}")
+        if undelivered:
+            mismatches.append(f"{undelivered} outbox events were not delivered to the demo's webhook receiver")
         reasons = [str(e.detail.get("reason")) for e in await ledger.events(forged) if e.kind == "untrusted"]
         return mismatches, (reasons[0] if reasons else None)
     finally:
@@ -175,6 +192,21 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
         if provider is not None:
             await provider.aclose()
         await ledger.close()
+
+
+async def _drain(ledger: Ledger) -> int:
+    """Give the webhook a moment to take the last events (the receiver is on loopback); returns those left."""
+    left = -1
+    for _ in range(50):
+        rows = await ledger.fetch(
+            "SELECT (SELECT count(*) FROM deliveries WHERE state != 'delivered')"
+            " + (SELECT count(*) FROM outbox WHERE seq > (SELECT coalesce(min(cursor), 0) FROM endpoints))"
+        )
+        left = int(rows[0][0])
+        if not left:
+            break
+        await asyncio.sleep(0.1)
+    return left
 
 
 def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
@@ -197,8 +229,9 @@ def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
             seed=7,
         )
     ).start()
+    receiver = WebhookReceiver().start()
     try:
-        config = _write_config(directory, sandbox, imap)
+        config = _write_config(directory, sandbox, imap, receiver)
         settings = load_settings(config)
         console.print(
             f"simulator at {sandbox.url}, IMAP (pymap) at {imap.host}:{imap.port}; {len(uuids)} jobs", markup=False
@@ -206,6 +239,9 @@ def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
         imap.deliver(_forgery(forged))
         console.print(f"dropped a forged OK for {forged} from {FORGER}", markup=False)
         mismatches, reason = asyncio.run(_drive(settings, uuids, forged, console))
+        console.print(f"webhook receiver at {receiver.url}: {receiver.summary()}", markup=False)
+        if receiver.forged:
+            mismatches.append(f"the demo's webhook receiver refused {receiver.forged} signatures")
         result = DemoResult(not mismatches and reason is not None, directory, config, mismatches, forged, reason)
         if keep:
             console.print(
@@ -223,5 +259,6 @@ def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
                 pass
         return result
     finally:
+        receiver.stop()
         sandbox.stop()
         imap.stop()

@@ -165,22 +165,25 @@ class OutboxStore:
     async def record(self, endpoint: str, results: Sequence[tuple[Due, Attempt, Next]], now: datetime) -> None:
         """Write what a batch of attempts did, in one transaction."""
         at = iso(now)
+        rows = []
+        for due, attempt, nxt in results:
+            state = {Verdict.DELIVERED: "delivered", Verdict.FAILED: "failed"}.get(nxt.verdict, "pending")
+            next_at = iso(nxt.next_at) if nxt.next_at is not None else at
+            rows.append((state, next_at, attempt.status, attempt.error, at, endpoint, due.event.seq))
+        gone = [a for _d, a, n in results if n.verdict is Verdict.GONE]
         async with self.ledger.transaction() as db:
-            for due, attempt, nxt in results:
-                state = {Verdict.DELIVERED: "delivered", Verdict.FAILED: "failed"}.get(nxt.verdict, "pending")
-                next_at = iso(nxt.next_at) if nxt.next_at is not None else at
+            await db.executemany(
+                "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_at = ?, last_status = ?,"
+                " last_error = ?, updated_at = ? WHERE endpoint = ? AND seq = ?",
+                rows,
+            )
+            if any(n.verdict is Verdict.DELIVERED for _d, _a, n in results):
+                await db.execute("UPDATE endpoints SET last_success_at = ? WHERE name = ?", (at, endpoint))
+            if gone:
                 await db.execute(
-                    "UPDATE deliveries SET state = ?, attempts = attempts + 1, next_at = ?, last_status = ?,"
-                    " last_error = ?, updated_at = ? WHERE endpoint = ? AND seq = ?",
-                    (state, next_at, attempt.status, attempt.error, at, endpoint, due.event.seq),
+                    "UPDATE endpoints SET disabled_at = ?, disabled_reason = ? WHERE name = ?",
+                    (at, gone[0].describe(), endpoint),
                 )
-                if nxt.verdict is Verdict.DELIVERED:
-                    await db.execute("UPDATE endpoints SET last_success_at = ? WHERE name = ?", (at, endpoint))
-                elif nxt.verdict is Verdict.GONE:
-                    await db.execute(
-                        "UPDATE endpoints SET disabled_at = ?, disabled_reason = ? WHERE name = ?",
-                        (at, attempt.describe(), endpoint),
-                    )
 
     async def disabled(self, endpoint: str) -> str | None:
         rows = await self.ledger.fetch("SELECT disabled_at FROM endpoints WHERE name = ?", (endpoint,))

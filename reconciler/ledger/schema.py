@@ -167,6 +167,7 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (endpoint, seq)
     ) WITHOUT ROWID;
     CREATE INDEX deliveries_pending ON deliveries (endpoint, uuid, seq) WHERE state = 'pending';
+    CREATE INDEX deliveries_due ON deliveries (endpoint, seq) WHERE state = 'pending';
     CREATE INDEX deliveries_seq ON deliveries (seq);
 
     CREATE TRIGGER outbox_job_created AFTER INSERT ON jobs BEGIN

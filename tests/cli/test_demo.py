@@ -24,3 +24,5 @@ def test_demo_runs_offline_and_exits_0() -> None:
     assert "refused: sender notificaciones@solucionfactib1e.com is not in mailbox.trust.allowed_senders" in out
     assert "demo ledger: " in out and "try: reconciler --config " in out
     assert "Traceback" not in out + done.stderr
+    assert "webhook receiver at http://127.0.0.1:" in out and "every signature verified (" in out
+    assert "REFUSED" not in out
