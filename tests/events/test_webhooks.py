@@ -45,7 +45,7 @@ async def test_tls_is_verified_and_an_extra_ca_can_be_trusted(tmp_path: Path) ->
     seen: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers["content-length"]))
             seen.append(self.headers["webhook-id"])
             self.send_response(204)
@@ -75,7 +75,7 @@ async def test_tls_is_verified_and_an_extra_ca_can_be_trusted(tmp_path: Path) ->
 
 async def test_a_redirect_is_not_followed(receiver: Receiver) -> None:
     class Redirect(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self.send_response(307)
             self.send_header("location", receiver.url)
             self.send_header("content-length", "0")
