@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import socket
 import sqlite3
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,11 +84,24 @@ def assert_every_event_arrived_verified_and_in_order(stack: Stack, receiver: Rec
         assert kinds[0] == "job.queued" and kinds[-1] == f"job.{state}", (uuid, kinds)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        return str(reply.read().decode())
+
+
 def test_receiver_down_then_back_gets_every_state_change_signed_and_in_order(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     receiver.stop()  # down from the start: the port stays ours
-    stack = start_stack(tmp_path, extra=webhook_config(receiver))
+    port = free_port()
+    metrics = f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+    stack = start_stack(tmp_path, extra=metrics + webhook_config(receiver))
     try:
         stack.queue(generated_uuids(12, seed=15))
         stack.start_daemon()
@@ -97,9 +112,19 @@ def test_receiver_down_then_back_gets_every_state_change_signed_and_in_order(
             "failed attempts to be retried while the receiver is down",
         )
         assert not receiver.deliveries
+        name = receiver.url.split("?")[0]
+        wait_until(
+            lambda: f'reconciler_deliveries{{endpoint="{name}",state="pending"}}' in scrape(port), 60, "pending metric"
+        )
         receiver.start()
         wait_until(lambda: settled(stack), 90, "every event to be delivered once the receiver is back")
         assert_every_event_arrived_verified_and_in_order(stack, receiver)
+        total = len(outbox(stack))
+        wait_until(
+            lambda: f'reconciler_deliveries{{endpoint="{name}",state="delivered"}} {total}.0' in scrape(port),
+            60,
+            "the delivered metric",
+        )
         assert stack.stop_daemon() == 0
         log = stack.log_text()
         assert "retrying at" in log and "t0k3n" not in log  # the URL's query never reaches the log
