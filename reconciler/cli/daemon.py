@@ -10,6 +10,7 @@ import click
 
 from reconciler.cli.context import Context, with_ledger
 from reconciler.cli.context import run as run_async
+from reconciler.cli.output import Report, output_options, render
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -25,11 +26,17 @@ if TYPE_CHECKING:
     default="info",
     show_default=True,
 )
+@output_options
 @click.pass_obj
-def run(ctx: Context, once: bool, log_level: str) -> int:
-    """Run the daemon in the foreground (systemd: Type=notify)."""
+def run(ctx: Context, once: bool, log_level: str, as_json: bool) -> int:
+    """Run the daemon in the foreground (systemd: Type=notify).
+
+    Logs go to stderr; ``--json`` prints what the run did on stdout when it ends.
+    Exit status 0 after a clean stop, 1 when the ledger could not be written.
+    """
     from reconciler import logs
     from reconciler.daemon import sdnotify
+    from reconciler.outside import one_line
 
     settings = ctx.settings()
     settings.require_provider()
@@ -37,7 +44,10 @@ def run(ctx: Context, once: bool, log_level: str) -> int:
     logs.setup(log_level, journal=sdnotify.journal_stream(), secrets=secrets(settings))
     from reconciler.daemon.service import run as run_service
 
-    return run_async(run_service(settings, once=once))
+    result = run_async(run_service(settings, once=once))
+    fatal = None if result.fatal is None else one_line(str(result.fatal))
+    render(Report({"started": result.started, "totals": result.totals.as_dict(), "fatal": fatal}), as_json)
+    return 0 if result.fatal is None else 1
 
 
 @click.command()
@@ -78,8 +88,9 @@ def secrets(settings: Settings) -> list[str]:
 
 
 @click.command()
+@output_options
 @click.pass_obj
-def resume(ctx: Context) -> None:
+def resume(ctx: Context, as_json: bool) -> None:
     """Close the circuit breaker after fixing the provider account; submissions restart."""
     from reconciler.clock import utc_now
 
@@ -90,7 +101,10 @@ def resume(ctx: Context) -> None:
             await ledger.record_event(None, "breaker", "cli", detail, utc_now())
         return cleared
 
-    if run_async(with_ledger(ctx, go, write=True)):
-        click.echo("circuit breaker cleared: the daemon submits again at its next pass")
-    else:
-        click.echo("circuit breaker was not open; nothing changed")
+    cleared = run_async(with_ledger(ctx, go, write=True))
+    line = (
+        "circuit breaker cleared: the daemon submits again at its next pass"
+        if cleared
+        else "circuit breaker was not open; nothing changed"
+    )
+    render(Report({"cleared": cleared}, [line]), as_json)
