@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from reconciler.cli.main import Context, _emit_json, _run, _table, _with_ledger, json_option
+from reconciler.cli.context import Context, run, with_ledger
+from reconciler.cli.output import Report, Table, emit_json, output_options, render, stdout
 from reconciler.errors import ValidationError
 from reconciler.outside import one_line
 
@@ -41,11 +42,10 @@ async def _resolve(ledger: Ledger, ref: str | None) -> int:
 @click.option("--type", "types", multiple=True, metavar="TYPE", help="Only this type (repeatable; job.* matches all).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they are committed.")
 @click.option("--limit", default=0, type=click.IntRange(min=0), help="At most this many events (0: all).")
-@json_option
+@output_options
 @click.pass_obj
 def events(ctx: Context, since: str | None, types: tuple[str, ...], follow: bool, limit: int, as_json: bool) -> None:
     """The outbox in order: every state change, SAT observation and conflict (JSON lines with --json)."""
-    from reconciler.cli.output import stdout
     from reconciler.config import _event_filters
 
     try:
@@ -66,7 +66,7 @@ def events(ctx: Context, since: str | None, types: tuple[str, ...], follow: bool
             shown += len(batch)
             for e in batch:
                 if as_json:
-                    _emit_json(e.as_dict())
+                    emit_json(e.as_dict())
                 elif follow:  # a table cannot stream: one tab-separated line per event
                     out.write("\t".join("" if v is None else one_line(str(v)) for v in _row(e)) + "\n")
                 else:
@@ -78,17 +78,17 @@ def events(ctx: Context, since: str | None, types: tuple[str, ...], follow: bool
                     break
                 await asyncio.sleep(FOLLOW_POLL_S)
         if rows:
-            _table(None, ("seq", "at", "type", "uuid", "state", "code", "message"), rows)
+            render(Report(None, [Table(("seq", "at", "type", "uuid", "state", "code", "message"), rows)]), False)
         elif not as_json and not follow and not shown:
             click.echo("no events", err=True)
 
     with contextlib.suppress(KeyboardInterrupt):
-        _run(_with_ledger(ctx, go))
+        run(with_ledger(ctx, go))
 
 
 @click.command()
 @click.option("--failed", is_flag=True, help="List the deliveries that failed (for good or so far) instead.")
-@json_option
+@output_options
 @click.pass_obj
 def deliveries(ctx: Context, failed: bool, as_json: bool) -> None:
     """Per-endpoint delivery state of the outbox (webhooks and hooks)."""
@@ -99,49 +99,40 @@ def deliveries(ctx: Context, failed: bool, as_json: bool) -> None:
         store = OutboxStore(ledger)
         return await (store.failed() if failed else store.stats())
 
-    found = _run(_with_ledger(ctx, go))
+    found = run(with_ledger(ctx, go))
     if failed:
         items = list(found)  # type: ignore[call-overload]
-        if as_json:
-            _emit_json(
-                [
-                    {
-                        "endpoint": f.endpoint,
-                        "seq": f.event.seq,
-                        "id": f.event.id,
-                        "type": f.event.type,
-                        "uuid": f.event.uuid,
-                        "state": f.state,
-                        "attempts": f.attempts,
-                        "last_status": f.last_status,
-                        "last_error": f.last_error,
-                        "updated_at": f.updated_at,
-                    }
-                    for f in items
-                ]
-            )
-            return
-        _table(
-            None,
-            ("endpoint", "seq", "type", "uuid", "state", "attempts", "last error"),
-            ((f.endpoint, f.event.seq, f.event.type, f.event.uuid, f.state, f.attempts, f.last_error) for f in items),
-        )
+        data = [
+            {
+                "endpoint": f.endpoint,
+                "seq": f.event.seq,
+                "id": f.event.id,
+                "type": f.event.type,
+                "uuid": f.event.uuid,
+                "state": f.state,
+                "attempts": f.attempts,
+                "last_status": f.last_status,
+                "last_error": f.last_error,
+                "updated_at": f.updated_at,
+            }
+            for f in items
+        ]
+        columns = ("endpoint", "seq", "type", "uuid", "state", "attempts", "last error")
+        rows = [
+            (d["endpoint"], d["seq"], d["type"], d["uuid"], d["state"], d["attempts"], d["last_error"]) for d in data
+        ]
+        render(Report(data, [Table(columns, rows)]), as_json)
         return
     stats = list(found)  # type: ignore[call-overload]
-    if as_json:
-        _emit_json([s.as_dict() for s in stats])
-        return
-    if not stats:
+    if not stats and not as_json:
         click.echo("no webhook or hook has run against this ledger yet", err=True)
         return
-    _table(
-        None,
-        ("endpoint", "pending", "delivered", "failed", "last success", "disabled", "last error"),
-        (
-            (s.name, s.pending, s.delivered, s.failed, s.last_success_at, s.disabled_reason or "", s.last_error)
-            for s in stats
-        ),
-    )
+    columns = ("endpoint", "pending", "delivered", "failed", "last success", "disabled", "last error")
+    rows = [
+        (s.name, s.pending, s.delivered, s.failed, s.last_success_at, s.disabled_reason or "", s.last_error)
+        for s in stats
+    ]
+    render(Report([s.as_dict() for s in stats], [Table(columns, rows)]), as_json)
 
 
 @click.command()
@@ -171,7 +162,7 @@ def redeliver(ctx: Context, refs: tuple[str, ...], since: str | None, enable: st
         enabled = await store.enable(enable) if enable is not None else False
         return await store.redeliver(seqs, utc_now()), len(seqs), enabled
 
-    queued, events_n, enabled = _run(_with_ledger(ctx, go, write=True))
+    queued, events_n, enabled = run(with_ledger(ctx, go, write=True))
     if enable is not None:
         click.echo(f"endpoint {enable}: {'enabled again' if enabled else 'was not disabled'}")
     if events_n:
