@@ -109,16 +109,24 @@ class Dispatcher:
         if not due:
             return 0
         slots = asyncio.Semaphore(target.concurrency)
+        stopped = asyncio.Event()  # a 410: what has not left yet stays pending, untried
 
-        async def send(d: Due) -> Attempt:
+        async def send(d: Due) -> Attempt | None:
             async with slots:
-                return await target.sender.send(d.event)
+                if stopped.is_set():
+                    return None
+                attempt = await target.sender.send(d.event)
+                if attempt.gone:
+                    stopped.set()
+                return attempt
 
         attempts = await asyncio.gather(*(send(d) for d in due))
         sched = self.settings.schedule
         done = self.clock()
         results = []
         for d, attempt in zip(due, attempts, strict=True):
+            if attempt is None:
+                continue
             nxt = after_attempt(
                 attempt,
                 d.attempts + 1,
@@ -132,7 +140,7 @@ class Dispatcher:
             results.append((d, attempt, nxt))
             self._log(target, d, attempt, nxt.verdict, nxt.next_at)
         await self.store.record(target.name, results, done)
-        return len(due)
+        return len(results)
 
     def _log(self, target: Endpoint, d: Due, attempt: Attempt, verdict: Verdict, next_at: datetime | None) -> None:
         key = "delivered" if verdict is Verdict.DELIVERED else "failed"
