@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 _CHUNK = 500  # SQLite host parameters per IN (...) list
 # How long a writer waits for another (the daemon and a CLI import, say) before giving up.
 BUSY_TIMEOUT_MS = 30_000
+# Retry delays (first, cap) while another process holds the write lock, and while it holds a
+# brand-new file that is being switched to WAL (a moment: the switch waits less).
+_LOCK_BACKOFF_S = (0.05, 2.0)
+_WAL_BACKOFF_S = (0.01, 0.25)
 # A mailbox pass commits thousands of notifications at a time, each touching random pages of
 # the jobs table and of three indexes: a 16 MiB page cache (SQLite's default is 2 MiB) stops
 # those pages being spilled and re-read mid-transaction, and checkpointing every 40 MiB of WAL
@@ -204,7 +208,7 @@ class Ledger:
         moment (the daemon and a CLI import, say): retry within the busy timeout.
         """
         deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_MS / 1000
-        delay = 0.01
+        attempt = 0
         while True:
             try:
                 async with self._db.execute("PRAGMA journal_mode = WAL") as cur:
@@ -215,8 +219,8 @@ class Ledger:
             except sqlite3.OperationalError as e:
                 if not contention.is_busy(e) or asyncio.get_running_loop().time() > deadline:
                     raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            attempt += 1
+            await asyncio.sleep(backoff.delay(attempt, *_WAL_BACKOFF_S, self._rng))
 
     async def _migrate(self, *, migrate: bool = True, backup: bool = False, dry: bool = False) -> None:
         async with self._db.execute("PRAGMA user_version") as cur:
@@ -288,7 +292,7 @@ class Ledger:
             if attempt == 1:
                 started = time.monotonic()
                 log.warning("ledger %s: another process holds the write lock; waiting for it", self.path)
-            await asyncio.sleep(backoff.delay(attempt, 0.05, 2.0, self._rng))
+            await asyncio.sleep(backoff.delay(attempt, *_LOCK_BACKOFF_S, self._rng))
         if attempt:
             log.info("ledger %s: write lock free after %.1fs; carrying on", self.path, time.monotonic() - started)
 
