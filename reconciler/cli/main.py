@@ -77,7 +77,7 @@ def _table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[An
     from rich.table import Table
     from rich.text import Text
 
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     table = Table(title=title, header_style="bold")
     for column in columns:
@@ -355,7 +355,7 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
     import csv
 
     from reconciler.clock import iso, parse_iso
-    from reconciler.outside import csv_cell
+    from reconciler.redact import csv_cell
 
     since_iso = None
     if since is not None:
@@ -503,7 +503,7 @@ def demo(keep: bool, generated: int) -> int:
     """The offline sandbox demo: simulator, IMAP server and the real daemon on loopback."""
     from rich.console import Console
 
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     try:
         from reconciler.cli.demo import run_demo
@@ -562,7 +562,7 @@ def config_check(ctx: Context, as_json: bool) -> int:
     if as_json:
         _emit_json([c.as_dict() for c in checks])
     else:
-        from reconciler.outside import one_line
+        from reconciler.redact import one_line
 
         for c in checks:
             line = f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {one_line(c.detail)}"
@@ -572,7 +572,7 @@ def config_check(ctx: Context, as_json: bool) -> int:
 
 def _one_line(error: BaseException) -> str:
     """Errors are one line even when a user-given name carries a newline or a control character."""
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     return one_line(str(error))
 

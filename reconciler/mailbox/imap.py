@@ -20,6 +20,7 @@ from imapclient.exceptions import IMAPClientError
 
 from reconciler.config import Settings, read_secret_file
 from reconciler.errors import MailboxError
+from reconciler.redact import describe
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +101,6 @@ def oauth2_token(settings: Settings) -> str:
         path = Path(directory) / "mailbox_oauth2_token"
         return read_secret_file(path, "credential mailbox_oauth2_token").get_secret_value().strip()
     raise MailboxError("mailbox.oauth2_token_file: missing (xoauth2 needs a token file, command or credential)")
-
-
-def describe(error: object, secret: str = "") -> str:
-    """One line about an error, at most 200 characters, with ``secret`` blanked out."""
-    if isinstance(error, BaseException):
-        text = str(error) or type(error).__name__
-    elif isinstance(error, list | tuple):
-        text = " ".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in error)
-    else:
-        text = str(error)
-    if secret:
-        text = text.replace(secret, "***")
-    return " ".join(text.split())[:200]
 
 
 def uid_set(uids: Sequence[int]) -> str:

@@ -47,9 +47,10 @@ from reconciler.clock import iso, utc_now
 from reconciler.config import Settings
 from reconciler.errors import MailboxError
 from reconciler.ledger.store import Ledger, SeenMessage
-from reconciler.mailbox.imap import IMAP_ERRORS, close_quietly, describe, open_imap, uid_set
+from reconciler.mailbox.imap import IMAP_ERRORS, close_quietly, open_imap, uid_set
 from reconciler.mailbox.notification import AUTH_RESULTS, HEADER_FIELDS, Malformed, Notification, NotNotification, parse
 from reconciler.mailbox.trust import DnsFunc, Postponements, assess
+from reconciler.redact import describe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

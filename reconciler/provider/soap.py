@@ -26,12 +26,10 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
-from xml.sax.saxutils import escape
 
 import httpx
 import zeep.exceptions
@@ -46,7 +44,6 @@ from reconciler.config import Settings
 from reconciler.configfile import CSD_LIMIT, read_capped
 from reconciler.errors import ConfigError, ProviderError, ReconcilerError
 from reconciler.jobs.validation import JobSpec
-from reconciler.outside import one_line
 from reconciler.provider.acuse import Verdict, check
 from reconciler.provider.codes import (
     CONNECTION_ERROR,
@@ -59,6 +56,7 @@ from reconciler.provider.codes import (
     classify,
     classify_status,
 )
+from reconciler.redact import Redactor, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -113,26 +111,6 @@ class _Csd:
 class _Failure:
     message: str
     classification: Classification
-
-
-_SECRET_ELEMENT = re.compile(r"(<(?:[\w.-]+:)?(?:password|csdPassword|csdKey)(?:\s[^>]*)?>)(.*?)(</)", re.S | re.I)
-
-
-class Redactor:
-    """Removes the secrets from text bound for a log: secret elements' content and the known values."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        values = {s for s in secrets if len(s) >= 4}
-        values |= {escape(s) for s in values}
-        self._values = sorted(values, key=len, reverse=True)
-
-    def __call__(self, text: str, limit: int | None = None) -> str:
-        text = _SECRET_ELEMENT.sub(r"\1***\3", text)
-        for value in self._values:
-            text = text.replace(value, "***")
-        if limit is not None and len(text) > limit:
-            text = f"{text[:limit]}... ({len(text) - limit} more characters)"
-        return text
 
 
 class _PooledTransport(AsyncTransport):
