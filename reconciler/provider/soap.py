@@ -41,8 +41,8 @@ from zeep.transports import AsyncTransport
 from zeep.wsdl import Document
 
 from reconciler.config import Settings
-from reconciler.configfile import CSD_LIMIT, read_capped
-from reconciler.errors import ConfigError, ProviderError, ReconcilerError
+from reconciler.configfile import read_capped
+from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.jobs.validation import JobSpec
 from reconciler.provider.acuse import Verdict, check
 from reconciler.provider.codes import (
@@ -56,6 +56,7 @@ from reconciler.provider.codes import (
     classify,
     classify_status,
 )
+from reconciler.provider.csd import Csd, load_all
 from reconciler.redact import Redactor, one_line
 
 logger = logging.getLogger(__name__)
@@ -98,13 +99,6 @@ class StatusReply:
     outcome: StatusOutcome
     verdict: Verdict | None = None
     acuse_from: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Csd:
-    cer: bytes
-    key: bytes
-    password: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,24 +243,6 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
-def _load_csd(settings: Settings) -> dict[str, _Csd]:
-    csd: dict[str, _Csd] = {}
-    for issuer in settings.issuers:
-        if issuer.csd_cer is None and issuer.csd_key is None:
-            continue
-        if issuer.csd_cer is None or issuer.csd_key is None:
-            raise ConfigError(f"issuers[{issuer.rfc}]: csd_cer and csd_key go together; set both or neither")
-        files: dict[str, bytes] = {}
-        for key, path in (("csd_cer", issuer.csd_cer), ("csd_key", issuer.csd_key)):
-            try:
-                files[key] = read_capped(path, CSD_LIMIT, f"issuers[{issuer.rfc}].{key}: {path}")
-            except OSError as e:
-                raise ConfigError(f"issuers[{issuer.rfc}].{key}: cannot read {path}: {e.strerror}") from e
-        password = settings.csd_password(issuer)
-        csd[issuer.rfc] = _Csd(files["csd_cer"], files["csd_key"], password.get_secret_value() if password else "")
-    return csd
-
-
 def _open_cache(state_dir: Path) -> SqliteCache | None:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -317,7 +293,7 @@ class ProviderClient:
         service: AsyncServiceProxy,
         transport: _PooledTransport,
         password: str,
-        csd: dict[str, _Csd],
+        csd: dict[str, Csd],
     ) -> None:
         self._usuario = settings.provider.usuario
         self._notify = settings.provider.notify_email
@@ -334,7 +310,7 @@ class ProviderClient:
         """Load the WSDL (URL or file, cached), bind the port; ProviderError or ConfigError in one line."""
         p = settings.provider
         password = settings.provider_password().get_secret_value()
-        csd = _load_csd(settings)
+        csd = load_all(settings)
         redact = Redactor(
             [password]
             + [c.password for c in csd.values()]
