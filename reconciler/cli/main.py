@@ -13,7 +13,6 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 STATES = tuple(str(s) for s in State)
-CONFLICT_WINDOW = timedelta(hours=72)
 
 
 @dataclass
@@ -229,7 +227,7 @@ def status(ctx: Context, uuid: str | None, state: str | None, limit: int, as_jso
 
 async def _snapshot(ledger: Ledger) -> Any:
     from reconciler.clock import iso, utc_now
-    from reconciler.daemon.health import Snapshot
+    from reconciler.daemon.health import CONFLICT_WINDOW, Snapshot
 
     since = iso(utc_now() - CONFLICT_WINDOW)
     return Snapshot(
