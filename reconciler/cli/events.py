@@ -11,7 +11,7 @@ import click
 from reconciler.cli.context import Context, run, with_ledger
 from reconciler.cli.output import Report, Table, emit_json, output_options, render, stdout
 from reconciler.errors import ValidationError
-from reconciler.outside import one_line
+from reconciler.redact import one_line
 
 if TYPE_CHECKING:
     from reconciler.events.outbox import OutboxEvent
