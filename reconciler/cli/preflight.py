@@ -33,6 +33,7 @@ async def run_checks(config: str | os.PathLike[str] | None) -> list[Check]:
     except ReconcilerError as e:
         return [Check("config", False, str(e), f"edit the key named above in {path} (see config.example.toml)")]
     checks = [Check("config", True, f"{path}: valid")]
+    checks.extend(_signing(settings))
 
     from reconciler.ledger.store import Ledger
 
@@ -85,3 +86,18 @@ async def _provider(settings: Any) -> Check:
     await client.aclose()
     where = settings.provider.endpoint or "the WSDL's address"
     return Check("provider", True, f"WSDL {settings.provider.wsdl} loaded; port {settings.provider.port} at {where}")
+
+
+def _signing(settings: Any) -> list[Check]:
+    """One check per ``signing = "local"`` issuer: its CSD read, checked, and one request signed and verified."""
+    from reconciler.clock import utc_now
+    from reconciler.provider.local import Signers
+
+    signers = Signers.load(settings, utc_now(), log=False)
+    checks = [
+        Check(f"csd {rfc}", True, f"signs locally with CSD {c.number}, valid until {c.not_after:%Y-%m-%d}")
+        for rfc, c in signers.ready.items()
+    ]
+    fix = "fix the issuer's csd_cer, csd_key or csd_password (the SAT's CSD, not the FIEL), or its platform"
+    checks.extend(Check(f"csd {rfc}", False, why, fix) for rfc, why in signers.failed.items())
+    return checks

@@ -222,6 +222,9 @@ CONNECTION_ERROR = Classification(None, Outcome.TRANSIENT, "the connection faile
 HTTP_ERROR = Classification(None, Outcome.TRANSIENT, "the server answered an HTTP error")
 SOAP_FAULT = Classification(None, Outcome.TRANSIENT, "the server answered a SOAP Fault")
 MALFORMED = Classification(None, Outcome.TRANSIENT, "the reply could not be understood")
+NOT_SENT = Classification(
+    None, Outcome.TRANSIENT, "not sent: the issuer's CSD for local signing failed a check; fix it and restart"
+)
 
 TRANSPORT: dict[str, Classification] = {
     "timeout": TIMEOUT,
@@ -229,4 +232,5 @@ TRANSPORT: dict[str, Classification] = {
     "http": HTTP_ERROR,
     "fault": SOAP_FAULT,
     "malformed": MALFORMED,
+    "not_sent": NOT_SENT,
 }

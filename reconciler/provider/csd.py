@@ -94,7 +94,7 @@ def read_files(issuer: IssuerSettings) -> tuple[bytes, bytes] | None:
 def load(settings: Settings, issuer: IssuerSettings, now: datetime) -> Csd:
     """Read and check one issuer's CSD for local signing; ConfigError names the issuer and the problem."""
     if issuer.csd_cer is None and issuer.csd_key is None:
-        raise ConfigError(f'{label(issuer.rfc)}: signing = "local" needs csd_cer and csd_key (the SAT\'s .cer and .key)')
+        raise ConfigError(f'{label(issuer.rfc)}: signing = "local" needs csd_cer and csd_key (the SAT .cer and .key)')
     files = read_files(issuer)
     assert files is not None
     password = settings.csd_password(issuer)
@@ -107,7 +107,10 @@ def check(rfc: str, cer: bytes, key: bytes, password: str, now: datetime) -> Csd
     where = label(rfc)
     certificate = parse_certificate(cer, f"{where}.csd_cer")
     private = decrypt_key(key, password, f"{where}.csd_key")
-    if certificate.public_key().public_numbers() != private.public_key().public_numbers():
+    public = certificate.public_key()
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise ConfigError(f"{where}.csd_cer: not an RSA certificate (the SAT's CSDs are RSA)")
+    if public.public_numbers() != private.public_key().public_numbers():
         raise ConfigError(f"{where}: csd_cer and csd_key are not a pair (the key does not belong to the certificate)")
     problem = fiel_or_csd(certificate)
     if problem:

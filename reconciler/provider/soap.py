@@ -42,16 +42,19 @@ from zeep.settings import Settings as ZeepSettings
 from zeep.transports import AsyncTransport
 from zeep.wsdl import Document
 
+from reconciler.clock import utc_now
 from reconciler.config import Settings
-from reconciler.configfile import CSD_LIMIT, read_capped
-from reconciler.errors import ConfigError, ProviderError, ReconcilerError
+from reconciler.configfile import read_capped
+from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.jobs.validation import JobSpec
 from reconciler.outside import one_line
+from reconciler.provider import csd as csd_files
 from reconciler.provider.acuse import Verdict, check
 from reconciler.provider.codes import (
     CONNECTION_ERROR,
     HTTP_ERROR,
     MALFORMED,
+    NOT_SENT,
     SOAP_FAULT,
     TIMEOUT,
     Classification,
@@ -59,6 +62,7 @@ from reconciler.provider.codes import (
     classify,
     classify_status,
 )
+from reconciler.provider.local import NotSent, Signers
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # a status code is an xs:int
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,10}")  # ASCII digits only: str.isdigit() also takes "²" and "٣"
 CANCEL = "cancelarAsincrono"
 STATUS = "getStatusCancelacionAsincrona"
+SEND_SIGNED = "enviarSolicitudCancelacionAsincrono"  # a Cancelacion the issuer signed (signing = "local")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,7 @@ class Reply:
     code: int | None
     message: str
     classification: Classification
+    operation: str = CANCEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,18 +280,13 @@ def _describe(e: BaseException) -> str:
 def _load_csd(settings: Settings) -> dict[str, _Csd]:
     csd: dict[str, _Csd] = {}
     for issuer in settings.issuers:
-        if issuer.csd_cer is None and issuer.csd_key is None:
+        if issuer.signing == "local":  # its key never leaves: see reconciler.provider.local
             continue
-        if issuer.csd_cer is None or issuer.csd_key is None:
-            raise ConfigError(f"issuers[{issuer.rfc}]: csd_cer and csd_key go together; set both or neither")
-        files: dict[str, bytes] = {}
-        for key, path in (("csd_cer", issuer.csd_cer), ("csd_key", issuer.csd_key)):
-            try:
-                files[key] = read_capped(path, CSD_LIMIT, f"issuers[{issuer.rfc}].{key}: {path}")
-            except OSError as e:
-                raise ConfigError(f"issuers[{issuer.rfc}].{key}: cannot read {path}: {e.strerror}") from e
+        files = csd_files.read_files(issuer)
+        if files is None:
+            continue
         password = settings.csd_password(issuer)
-        csd[issuer.rfc] = _Csd(files["csd_cer"], files["csd_key"], password.get_secret_value() if password else "")
+        csd[issuer.rfc] = _Csd(files[0], files[1], password.get_secret_value() if password else "")
     return csd
 
 
@@ -298,7 +299,9 @@ def _open_cache(state_dir: Path) -> SqliteCache | None:
         return None
 
 
-def _bind(wsdl: str, port: str, endpoint: str | None, transport: _PooledTransport) -> AsyncServiceProxy:
+def _bind(
+    wsdl: str, port: str, endpoint: str | None, transport: _PooledTransport, signed: bool = False
+) -> AsyncServiceProxy:
     """Parse the WSDL (blocking) and bind the configured port; ProviderError names what is wrong."""
     try:
         document = Document(wsdl, transport, settings=ZeepSettings())  # type: ignore[arg-type]
@@ -320,7 +323,7 @@ def _bind(wsdl: str, port: str, endpoint: str | None, transport: _PooledTranspor
             f"provider.port: port {port} has an empty address in the WSDL {wsdl};"
             " set provider.endpoint or use another port"
         )
-    for operation in (CANCEL, STATUS):
+    for operation in (CANCEL, STATUS, *((SEND_SIGNED,) if signed else ())):
         try:
             found.binding.get(operation)
         except ValueError as e:
@@ -340,6 +343,7 @@ class ProviderClient:
         transport: _PooledTransport,
         password: str,
         csd: dict[str, _Csd],
+        signers: Signers | None = None,
     ) -> None:
         self._usuario = settings.provider.usuario
         self._notify = settings.provider.notify_email
@@ -348,6 +352,7 @@ class ProviderClient:
         self._transport = transport
         self._password = password
         self._csd = csd
+        self._signers = signers or Signers()
         self._sem = asyncio.Semaphore(settings.provider.max_concurrency)
         self.address: str = service._binding_options["address"]
 
@@ -357,6 +362,7 @@ class ProviderClient:
         p = settings.provider
         password = settings.provider_password().get_secret_value()
         csd = _load_csd(settings)
+        signers = Signers.load(settings, utc_now())
         redact = Redactor(
             [password]
             + [c.password for c in csd.values()]
@@ -373,7 +379,7 @@ class ProviderClient:
             pools, wsdl_client, _open_cache(settings.state_dir), redact, max_reply_bytes=p.max_reply_bytes
         )
         try:
-            service = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport)
+            service = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport, signers.any)
         except BaseException:
             await transport.aclose()
             raise
@@ -382,7 +388,7 @@ class ProviderClient:
         logger.info(
             "provider: port %s at %s, %d pool(s) of %d", p.port, p.endpoint or "the WSDL's address", npools, per_pool
         )
-        return cls(settings, service, transport, password, csd)
+        return cls(settings, service, transport, password, csd, signers)
 
     @property
     def pools(self) -> int:
@@ -392,30 +398,35 @@ class ProviderClient:
         await self._transport.aclose()
 
     async def cancel(self, job: JobSpec) -> Reply:
-        """``cancelarAsincrono`` for one job, with the issuer's CSD when configured."""
-        kwargs: dict[str, Any] = {
-            "usuario": self._usuario,
-            "password": self._password,
-            "uuid": job.provider_uuid_field,
-            "rfcEmisor": job.rfc_emisor,
-            "emailNotifica": self._notify,
-        }
-        csd = self._csd.get(job.rfc_emisor)
-        if csd is not None:
-            kwargs.update(csdCer=csd.cer, csdKey=csd.key, csdPassword=csd.password)
-        result = await self._call(CANCEL, job.uuid, kwargs)
+        """Submit one job: ``cancelarAsincrono`` (with the issuer's CSD when configured), or, for an issuer
+        with ``signing = "local"``, ``enviarSolicitudCancelacionAsincrono`` with the request signed here."""
+        operation = CANCEL
+        kwargs: dict[str, Any] = {"usuario": self._usuario, "password": self._password}
+        if job.rfc_emisor in self._signers:
+            operation = SEND_SIGNED
+            solicitud = self._signers.request(job, utc_now())
+            if isinstance(solicitud, NotSent):
+                logger.warning("job %s not sent: %s", job.uuid, solicitud.reason)
+                return Reply(None, solicitud.reason, NOT_SENT, operation)
+            kwargs.update(solicitud=solicitud, emailNotifica=self._notify)
+        else:
+            kwargs.update(uuid=job.provider_uuid_field, rfcEmisor=job.rfc_emisor, emailNotifica=self._notify)
+            csd = self._csd.get(job.rfc_emisor)
+            if csd is not None:
+                kwargs.update(csdCer=csd.cer, csdKey=csd.key, csdPassword=csd.password)
+        result = await self._call(operation, job.uuid, kwargs)
         if isinstance(result, _Failure):
-            return Reply(None, result.message, result.classification)
+            return Reply(None, result.message, result.classification, operation)
         code, why = _code(result)
         message = _text(getattr(result, "mensaje", None))
         if code is None:
-            return Reply(None, why, MALFORMED)
+            return Reply(None, why, MALFORMED, operation)
         classification = classify(code)
         if not classification.known:
             logger.warning(
-                "%s for %s: unknown code %d (%s); treated as transient", CANCEL, job.uuid, code, message[:200]
+                "%s for %s: unknown code %d (%s); treated as transient", operation, job.uuid, code, message[:200]
             )
-        return Reply(code, message, classification)
+        return Reply(code, message, classification, operation)
 
     async def status(self, uuid: str) -> StatusReply:
         """``getStatusCancelacionAsincrona`` with ``transactionId`` = the UUID."""
