@@ -1,0 +1,79 @@
+"""The CSD checks before anything is signed: each failure one line naming the issuer and what is wrong."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from reconciler.errors import ConfigError
+from reconciler.provider import csd
+from reconciler.sandbox import certs
+
+from ..csd_material import OTHER_RFC, RFC, material
+
+NOW = datetime.now(UTC)
+
+
+def test_a_sat_shaped_csd_passes_and_keeps_no_password() -> None:
+    m = material()
+    checked = csd.check(RFC, m.csd.cer, m.csd.key, m.csd.password, NOW)
+    assert checked.rfc == RFC
+    assert checked.number.isdigit() and len(checked.number) == 20  # the SAT's certificate number
+    assert m.csd.password not in repr(checked)
+    assert set(csd.Csd.__slots__) == {"rfc", "certificate", "key"}  # the password is used once, not kept
+    assert csd.subject_rfc(checked.certificate) == RFC
+
+
+def plain_key() -> bytes:
+    return material().csd.private_key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def pem_cer() -> bytes:
+    return material().csd.cert_pem
+
+
+CASES = {
+    "fiel": (lambda m: (m.fiel.cer, m.fiel.key, m.fiel.password), "a FIEL (e.firma) certificate, not a CSD"),
+    "expired": (lambda m: (m.expired.cer, m.expired.key, m.expired.password), "expired on"),
+    "other rfc": (lambda m: (m.other.cer, m.other.key, m.other.password), f"belongs to RFC {OTHER_RFC}, not {RFC}"),
+    "not a pair": (lambda m: (m.csd.cer, m.other.key, m.other.password), "not a pair"),
+    "wrong password": (lambda m: (m.csd.cer, m.csd.key, "not-the-password"), "cannot decrypt: wrong csd_password"),
+    "unencrypted key": (lambda m: (m.csd.cer, plain_key(), m.csd.password), "the key is not encrypted"),
+    "pem certificate": (lambda m: (pem_cer(), m.csd.key, m.csd.password), "the file is PEM"),
+    "garbage certificate": (lambda m: (b"\x30\x03abc", m.csd.key, m.csd.password), "not a DER X.509 certificate"),
+    "garbage key": (lambda m: (m.csd.cer, b"not a key", m.csd.password), "cannot decrypt"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_each_bad_credential_is_one_line_naming_the_issuer(case: str) -> None:
+    files, expected = CASES[case]
+    cer, key, password = files(material())
+    with pytest.raises(ConfigError) as raised:
+        csd.check(RFC, cer, key, password, NOW)
+    message = str(raised.value)
+    assert message.startswith(f"issuers[{RFC}]"), message
+    assert expected in message
+    assert "\n" not in message
+    assert password not in message
+
+
+def test_a_certificate_not_yet_valid_is_refused() -> None:
+    m = material()
+    with pytest.raises(ConfigError, match="not valid before"):
+        csd.check(RFC, m.csd.cer, m.csd.key, m.csd.password, NOW - timedelta(days=400))
+
+
+def test_a_company_subject_names_the_company_first() -> None:
+    ca = material().ca
+    files = certs.issue(ca, RFC, subject_rfc=f"{RFC}")
+    assert csd.subject_rfc(files.certificate) == RFC  # "AAA010101AAA / VADA800927DJ3"
+
+
+def test_the_sat_certificate_number_is_read_from_the_serial() -> None:
+    serial = certs.sat_serial("30001000000500003416")
+    assert serial == int.from_bytes(b"30001000000500003416", "big")
