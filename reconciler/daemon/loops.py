@@ -252,11 +252,11 @@ class Daemon:
         self.totals.sent += 1
         if self.metrics is not None:
             self.metrics.submissions.inc()
-            self.metrics.reply("cancelarAsincrono", reply.code, str(c.outcome))
+            self.metrics.reply(reply.operation, reply.code, str(c.outcome))
         event = (
             "reply",
             {
-                "op": "cancelarAsincrono",
+                "op": reply.operation,
                 "code": reply.code,
                 "message": reply.message[:500],
                 "outcome": str(c.outcome),
@@ -311,7 +311,7 @@ class Daemon:
                 )
             self.totals.retried += 1
             change = Change(job.uuid, Trigger.RETRY, "submitter", {**base, "next_attempt_at": iso(retry_at)}, [event])
-        log.info("job %s: cancelarAsincrono -> %s %s (%s)", job.uuid, reply.code, c.outcome, c.meaning)
+        log.info("job %s: %s -> %s %s (%s)", job.uuid, reply.operation, reply.code, c.outcome, c.meaning)
         await self.ledger.apply([change], now)
 
     # -- confirmer and chaser ------------------------------------------------

@@ -357,12 +357,15 @@ class ProviderClient:
         self.address: str = service._binding_options["address"]
 
     @classmethod
-    async def create(cls, settings: Settings) -> ProviderClient:
-        """Load the WSDL (URL or file, cached), bind the port; ProviderError or ConfigError in one line."""
+    async def create(cls, settings: Settings, signers: Signers | None = None) -> ProviderClient:
+        """Load the WSDL (URL or file, cached), bind the port; ProviderError or ConfigError in one line.
+
+        ``signers``: the local issuers' CSDs when the caller loaded them already (else loaded here, logged).
+        """
         p = settings.provider
         password = settings.provider_password().get_secret_value()
         csd = _load_csd(settings)
-        signers = Signers.load(settings, utc_now())
+        signers = signers if signers is not None else Signers.load(settings, utc_now())
         redact = Redactor(
             [password]
             + [c.password for c in csd.values()]
