@@ -35,7 +35,7 @@ from reconciler.ledger.store import Ledger
 from reconciler.logs import OneLineFilter
 from reconciler.mailbox.watcher import Watcher
 from reconciler.provider.soap import ProviderClient
-from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, intended_outcome
+from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, certs, intended_outcome
 from reconciler.sandbox.imapserver import ImapServer, start_pymap
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,24 @@ def _uuids(generated: int, rng: random.Random) -> list[str]:
     return out
 
 
-def _write_config(directory: Path, sandbox: Sandbox, imap: ImapServer) -> Path:
+def _issuer(secrets_dir: Path) -> str:
+    """A throwaway SAT-shaped CSD for the demo's RFC, signed by a throwaway CA: ``[[issuers]]`` signing locally."""
+    files = certs.issue(certs.authority(), RFC, name="ESCUELA KEMPER URGATE SA DE CV")
+    cer, key, password = files.write(secrets_dir, f"{RFC}-csd")
+    return f"""
+[[issuers]]
+rfc = "{RFC}"
+signing = "local"
+csd_cer = "{cer}"
+csd_key = "{key}"
+csd_password_file = "{password}"
+"""
+
+
+def _write_config(directory: Path, sandbox: Sandbox, imap: ImapServer, signing: str = "provider") -> Path:
     secrets_dir = directory / "secrets"
     secrets_dir.mkdir(mode=0o700)
+    issuers = _issuer(secrets_dir) if signing == "local" else ""
     (secrets_dir / "provider_password").write_text(PASSWORD)
     (secrets_dir / "mailbox_password").write_text(imap.password)
     config = directory / "config.toml"
@@ -108,7 +123,7 @@ status_check_after_s = 4
 stale_after_s = 3600
 submit_interval_s = 0.5
 chase_interval_s = 1
-"""
+{issuers}"""
     )
     return config
 
@@ -177,8 +192,11 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
         await ledger.close()
 
 
-def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
-    """Run the demo; servers are stopped at the end unless ``keep`` (then they run until Ctrl-C)."""
+def run_demo(*, keep: bool, generated: int, console: Console, signing: str = "provider") -> DemoResult:
+    """Run the demo; servers are stopped at the end unless ``keep`` (then they run until Ctrl-C).
+
+    ``signing="local"``: the issuer signs each request itself with a throwaway CSD generated here.
+    """
     directory = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     logging.basicConfig(
         filename=directory / "demo.log", level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -198,14 +216,25 @@ def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
         )
     ).start()
     try:
-        config = _write_config(directory, sandbox, imap)
+        config = _write_config(directory, sandbox, imap, signing)
         settings = load_settings(config)
+        if signing == "local":
+            console.print(
+                f"signing locally for {RFC} with a throwaway CSD in {directory / 'secrets'}: the key never leaves",
+                markup=False,
+            )
         console.print(
             f"simulator at {sandbox.url}, IMAP (pymap) at {imap.host}:{imap.port}; {len(uuids)} jobs", markup=False
         )
         imap.deliver(_forgery(forged))
         console.print(f"dropped a forged OK for {forged} from {FORGER}", markup=False)
         mismatches, reason = asyncio.run(_drive(settings, uuids, forged, console))
+        wanted = "enviarSolicitudCancelacionAsincrono" if signing == "local" else "cancelarAsincrono"
+        mismatches += [
+            f"{e.uuid}: sent with {e.operation}, expected {wanted}"
+            for e in sandbox.record.entries()
+            if e.operation in ("cancelarAsincrono", "enviarSolicitudCancelacionAsincrono") and e.operation != wanted
+        ]
         result = DemoResult(not mismatches and reason is not None, directory, config, mismatches, forged, reason)
         if keep:
             console.print(
