@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -77,3 +78,30 @@ def test_a_company_subject_names_the_company_first() -> None:
 def test_the_sat_certificate_number_is_read_from_the_serial() -> None:
     serial = certs.sat_serial("30001000000500003416")
     assert serial == int.from_bytes(b"30001000000500003416", "big")
+
+
+def test_a_local_issuer_without_its_files_is_one_line(tmp_path: Path) -> None:
+    from reconciler.config import Settings
+    from reconciler.provider.local import Signers
+
+    m = material()
+    cer, _key, password = m.csd.write(tmp_path)
+    settings = Settings(
+        ledger={"path": tmp_path / "l.sqlite3"},
+        issuers=[
+            {"rfc": RFC, "signing": "local"},
+            {
+                "rfc": OTHER_RFC,
+                "signing": "local",
+                "csd_cer": cer,
+                "csd_key": tmp_path / "missing.key",
+                "csd_password_file": password,
+            },
+        ],
+    )
+    signers = Signers.load(settings, NOW, log=False)
+    assert signers.ready == {}
+    assert signers.failed == {
+        RFC: f'issuers[{RFC}]: signing = "local" needs csd_cer and csd_key (the SAT .cer and .key)',
+        OTHER_RFC: f"issuers[{OTHER_RFC}].csd_key: file not found: {tmp_path / 'missing.key'}",
+    }

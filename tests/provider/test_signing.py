@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from reconciler.jobs.validation import job_spec
-from reconciler.provider import signing
+from reconciler.provider import csd, signing
 from reconciler.sandbox import signed
 
 from ..csd_material import RFC, material, xmlsec_verify
@@ -123,3 +123,28 @@ def test_a_job_of_another_issuer_is_not_signed_with_this_csd() -> None:
 
 def test_self_test_proves_the_key_signs_and_verifies() -> None:
     signing.self_test(material().checked(), NOW)
+
+
+class _NoSha1Key:
+    """A key whose platform forbids SHA-1 signatures, as OpenSSL does under RHEL 9's DEFAULT crypto policy."""
+
+    def __init__(self, real: object) -> None:
+        self._real = real
+
+    def sign(self, data: bytes, pad: object, algorithm: object) -> bytes:
+        from cryptography.exceptions import UnsupportedAlgorithm
+
+        raise UnsupportedAlgorithm("sha1 signatures are disabled by the crypto policy")
+
+    def public_key(self) -> object:
+        return self._real.public_key()  # type: ignore[attr-defined]
+
+
+def test_a_platform_that_forbids_rsa_sha1_is_told_how_to_fix_it() -> None:
+    good = material().checked()
+    forbidden = csd.Csd(good.rfc, good.certificate, _NoSha1Key(good.key))  # type: ignore[arg-type]
+    with pytest.raises(signing.SigningError) as raised:
+        signing.self_test(forbidden, NOW)
+    message = str(raised.value)
+    assert message.startswith(f"issuers[{RFC}]: RSA-SHA1 signing failed (UnsupportedAlgorithm)")
+    assert "update-crypto-policies --set DEFAULT:SHA1" in message and "OPENSSL_CONF" in message
