@@ -132,9 +132,11 @@ def _b64(text: str | None) -> bytes:
     return base64.b64decode("".join((text or "").split()), validate=True)
 
 
-def check(solicitud: str | None, now: datetime | None = None) -> Folio | Refusal:
-    """Judge a ``solicitud`` (base64 of the signed XML) the way the provider would; never raises."""
-    del now  # the SAT judges the certificate at the request's Fecha
+def check(solicitud: str | None) -> Folio | Refusal:
+    """Judge a ``solicitud`` (base64 of the signed XML) the way the provider would; never raises.
+
+    The certificate is judged at the request's ``Fecha``, as the SAT does, not at the simulator's clock.
+    """
     try:
         xml = _b64(solicitud)
         root = etree.fromstring(xml, _PARSER)
