@@ -138,6 +138,13 @@ def check(solicitud: str | None) -> Folio | Refusal:
     The certificate is judged at the request's ``Fecha``, as the SAT does, not at the simulator's clock.
     """
     try:
+        return _check(solicitud)
+    except Exception as e:  # a certificate or key cryptography cannot use: refused, never a crash
+        return Refusal(1701, f"{MESSAGES[1701]}: {type(e).__name__}")
+
+
+def _check(solicitud: str | None) -> Folio | Refusal:
+    try:
         xml = _b64(solicitud)
         root = etree.fromstring(xml, _PARSER)
     except (binascii.Error, ValueError, etree.XMLSyntaxError):
