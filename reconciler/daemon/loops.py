@@ -29,7 +29,7 @@ from reconciler.errors import LedgerError
 from reconciler.jobs.states import State, Trigger
 from reconciler.ledger.store import Change, Job, Ledger
 from reconciler.provider import breaker
-from reconciler.provider.codes import Outcome, StatusOutcome
+from reconciler.provider.codes import NOT_SENT, Outcome, StatusOutcome
 from reconciler.provider.outcomes import cancel_names_another, status_change
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ class Daemon:
     async def _record_reply(self, job: Job, reply: Reply) -> None:
         now = self.clock()
         c = reply.classification
-        self.totals.sent += 1
+        self.totals.sent += reply.classification is not NOT_SENT  # held back by a failed local CSD: not sent
         if self.metrics is not None:
             self.metrics.submissions.inc()
             self.metrics.reply(reply.operation, reply.code, str(c.outcome))

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from reconciler.config import Settings
 
 logger = logging.getLogger(__name__)
+EXPIRY_WARNING_DAYS = 30  # a CSD closer to its end than this is logged as a warning at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +61,14 @@ class Signers:
                 continue
             signers.ready[issuer.rfc] = material
             if log:
-                logger.info(
-                    "issuers[%s]: signs locally with CSD %s (valid until %s)",
+                days = (material.not_after - now).days
+                logger.log(
+                    logging.WARNING if days < EXPIRY_WARNING_DAYS else logging.INFO,
+                    "issuers[%s]: signs locally with CSD %s (valid until %s%s)",
                     issuer.rfc,
                     material.number,
                     f"{material.not_after:%Y-%m-%d}",
+                    f": {days} days left, renew it at the SAT" if days < EXPIRY_WARNING_DAYS else "",
                 )
         return signers
 

@@ -353,6 +353,7 @@ class ProviderClient:
         self._password = password
         self._csd = csd
         self._signers = signers or Signers()
+        self._said: set[str] = set()
         self._sem = asyncio.Semaphore(settings.provider.max_concurrency)
         self.address: str = service._binding_options["address"]
 
@@ -409,7 +410,10 @@ class ProviderClient:
             operation = SEND_SIGNED
             solicitud = self._signers.request(job, utc_now())
             if isinstance(solicitud, NotSent):
-                logger.warning("job %s not sent: %s", job.uuid, solicitud.reason)
+                # Once per issuer and reason at WARNING: a broken CSD holds back every job of its issuer.
+                level = logging.DEBUG if solicitud.reason in self._said else logging.WARNING
+                self._said.add(solicitud.reason)
+                logger.log(level, "job %s not sent: %s", job.uuid, solicitud.reason)
                 return Reply(None, solicitud.reason, NOT_SENT, operation)
             kwargs.update(solicitud=solicitud, emailNotifica=self._notify)
         else:

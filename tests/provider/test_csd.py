@@ -105,3 +105,18 @@ def test_a_local_issuer_without_its_files_is_one_line(tmp_path: Path) -> None:
         RFC: f'issuers[{RFC}]: signing = "local" needs csd_cer and csd_key (the SAT .cer and .key)',
         OTHER_RFC: f"issuers[{OTHER_RFC}].csd_key: file not found: {tmp_path / 'missing.key'}",
     }
+
+
+def test_a_csd_near_its_end_is_a_warning_at_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from reconciler.config import Settings
+    from reconciler.provider.local import Signers
+
+    ending = certs.issue(material().ca, RFC, now=NOW - timedelta(days=4 * 365 - 10))  # ten days left
+    cer, key, password = ending.write(tmp_path)
+    issuer = {"rfc": RFC, "signing": "local", "csd_cer": cer, "csd_key": key, "csd_password_file": password}
+    settings = Settings(ledger={"path": tmp_path / "l.sqlite3"}, issuers=[issuer])
+    with caplog.at_level("INFO", logger="reconciler.provider.local"):
+        signers = Signers.load(settings, NOW)
+    assert list(signers.ready) == [RFC]
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "days left, renew it at the SAT" in record.getMessage()

@@ -98,6 +98,7 @@ async def test_an_issuer_whose_csd_fails_is_not_sent_and_the_others_are(
 ) -> None:
     m = material()
     issuers = [issuer(m.fiel, tmp_path / "csd"), issuer(m.other, tmp_path / "csd")]
+    caplog.set_level(logging.DEBUG, logger="reconciler.provider.soap")
     with caplog.at_level(logging.INFO, logger="reconciler.provider.local"):
         client = await ProviderClient.create(provider_settings(sandbox, tmp_path, issuers=issuers))
     try:
@@ -111,6 +112,9 @@ async def test_an_issuer_whose_csd_fails_is_not_sent_and_the_others_are(
         assert reply.classification is NOT_SENT and reply.code is None and "FIEL" in reply.message
         assert not [e for e in sandbox.record.entries() if e.uuid == job.uuid]  # nothing left the machine
         assert (await client.cancel(new_job(OTHER_RFC))).code == 200
+        await client.cancel(new_job())
+        held = [r for r in caplog.records if r.name == "reconciler.provider.soap" and "not sent" in r.getMessage()]
+        assert [r.levelname for r in held] == ["WARNING", "DEBUG"]  # said once, not once per job
         assert m.fiel.password not in caplog.text and m.other.password not in caplog.text
     finally:
         await client.aclose()

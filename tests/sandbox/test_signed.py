@@ -12,7 +12,7 @@ DOCUMENTS = [
     b'<a xmlns="urn:x"><b xmlns=""><c xmlns="urn:y"/></b></a>',  # a default namespace undeclared and redeclared
     b'<p:a xmlns:p="urn:p" xmlns:q="urn:q"><p:b q:x="1" x="2" p:y="3"/><q:c xmlns:q="urn:q"/></p:a>',
     b'<a xml:lang="es"><b>\xc3\x91&#13;</b><?pi data?></a>',
-    b'<a><!-- a comment, not canonical --><b>x</b>\n  <c/>\n</a>',
+    b"<a><!-- a comment, not canonical --><b>x</b>\n  <c/>\n</a>",
 ]
 
 
