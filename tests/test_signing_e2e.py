@@ -6,6 +6,8 @@ that keeps it; none of it may be key material in any spelling, nor the key's pas
 
 from __future__ import annotations
 
+import base64
+import re
 import signal
 import uuid as uuidlib
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ import pytest
 from reconciler.provider.soap import SEND_SIGNED
 from reconciler.sandbox import certs
 
-from .csd_material import OTHER_RFC, RFC, key_forms, material
+from .csd_material import OTHER_RFC, RFC, key_forms, material, xmlsec_verify
 from .harness import TESTING_UUIDS, Stack, generated_uuids, start_stack, wait_until
 from .relay import Relay
 
@@ -93,6 +95,14 @@ def test_the_daemon_signs_locally_reaches_ok_and_sends_no_key_material(
     assert SEND_SIGNED.encode() in wire and b"LOGIN" in wire.upper()  # the capture saw both conversations
     leaks = [name for name, form in key_forms(material().csd).items() if form in wire]
     assert leaks == []
+    ledger = b"".join(p.read_bytes() for p in stack.ledger.parent.glob("ledger.sqlite3*"))
+    assert [name for name, form in key_forms(material().csd).items() if form in ledger] == []
+    # Every signed request as it went over the wire verifies with xmlsec1 against the issuer's certificate.
+    requests = re.findall(rb"<(?:[\w.-]+:)?solicitud>([^<]+)</", wire)
+    assert len(requests) >= len(sent)
+    for i, solicitud in enumerate(requests):
+        done = xmlsec_verify(base64.b64decode(solicitud), material().csd.cert_pem, stack.root / f"xmlsec{i}")
+        assert done.returncode == 0, done.stderr
     assert material().csd.password.encode() not in log.encode()
 
 
