@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from xml.sax.saxutils import escape
 
@@ -48,7 +48,6 @@ from reconciler.configfile import read_capped
 from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.jobs.validation import JobSpec
 from reconciler.outside import one_line
-from reconciler.provider import csd as csd_files
 from reconciler.provider.acuse import Verdict, check
 from reconciler.provider.codes import (
     CONNECTION_ERROR,
@@ -62,7 +61,9 @@ from reconciler.provider.codes import (
     classify,
     classify_status,
 )
-from reconciler.provider.local import NotSent, Signers
+
+if TYPE_CHECKING:  # imported when an issuer signs locally: cryptography costs a daemon without one 0.1-0.3 s
+    from reconciler.provider.local import Signers
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +283,11 @@ def _load_csd(settings: Settings) -> dict[str, _Csd]:
     for issuer in settings.issuers:
         if issuer.signing == "local":  # its key never leaves: see reconciler.provider.local
             continue
-        files = csd_files.read_files(issuer)
+        if issuer.csd_cer is None and issuer.csd_key is None:
+            continue
+        from reconciler.provider.csd import read_files
+
+        files = read_files(issuer)
         if files is None:
             continue
         password = settings.csd_password(issuer)
@@ -352,7 +357,7 @@ class ProviderClient:
         self._transport = transport
         self._password = password
         self._csd = csd
-        self._signers = signers or Signers()
+        self._signers = signers
         self._said: set[str] = set()
         self._sem = asyncio.Semaphore(settings.provider.max_concurrency)
         self.address: str = service._binding_options["address"]
@@ -366,7 +371,10 @@ class ProviderClient:
         p = settings.provider
         password = settings.provider_password().get_secret_value()
         csd = _load_csd(settings)
-        signers = signers if signers is not None else Signers.load(settings, utc_now())
+        if signers is None and any(issuer.signing == "local" for issuer in settings.issuers):
+            from reconciler.provider.local import Signers
+
+            signers = Signers.load(settings, utc_now())
         redact = Redactor(
             [password]
             + [c.password for c in csd.values()]
@@ -383,7 +391,8 @@ class ProviderClient:
             pools, wsdl_client, _open_cache(settings.state_dir), redact, max_reply_bytes=p.max_reply_bytes
         )
         try:
-            service = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport, signers.any)
+            signed = signers is not None and signers.any
+            service = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport, signed)
         except BaseException:
             await transport.aclose()
             raise
@@ -406,10 +415,10 @@ class ProviderClient:
         with ``signing = "local"``, ``enviarSolicitudCancelacionAsincrono`` with the request signed here."""
         operation = CANCEL
         kwargs: dict[str, Any] = {"usuario": self._usuario, "password": self._password}
-        if job.rfc_emisor in self._signers:
+        if self._signers is not None and job.rfc_emisor in self._signers:
             operation = SEND_SIGNED
             solicitud = self._signers.request(job, utc_now())
-            if isinstance(solicitud, NotSent):
+            if not isinstance(solicitud, bytes):  # NotSent: the issuer's CSD failed a check
                 # Once per issuer and reason at WARNING: a broken CSD holds back every job of its issuer.
                 level = logging.DEBUG if solicitud.reason in self._said else logging.WARNING
                 self._said.add(solicitud.reason)
