@@ -6,6 +6,10 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import click
+
+from reconciler.cli.context import Context, run
+from reconciler.cli.output import Report, output_options, render
 from reconciler.errors import ReconcilerError
 
 
@@ -90,6 +94,9 @@ async def _provider(settings: Any, signers: Any = None) -> Check:
 
 
 def _signers(settings: Any) -> Any:
+    """The local issuers' CSDs, loaded and checked once for both the csd checks and the provider check."""
+    if not any(issuer.signing == "local" for issuer in settings.issuers):
+        return None
     from reconciler.clock import utc_now
     from reconciler.provider.local import Signers
 
@@ -98,6 +105,8 @@ def _signers(settings: Any) -> Any:
 
 def _signing(signers: Any) -> list[Check]:
     """One check per ``signing = "local"`` issuer: its CSD read, checked, and one request signed and verified."""
+    if signers is None:
+        return []
     checks = [
         Check(f"csd {rfc}", True, f"signs locally with CSD {c.number}, valid until {c.not_after:%Y-%m-%d}")
         for rfc, c in signers.ready.items()
@@ -105,3 +114,24 @@ def _signing(signers: Any) -> list[Check]:
     fix = "give the issuer the SAT's CSD (.cer, encrypted .key, csd_password), not the FIEL, or fix what the line says"
     checks.extend(Check(f"csd {rfc}", False, why, fix) for rfc, why in signers.failed.items())
     return checks
+
+
+@click.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@output_options
+@click.pass_obj
+def config_check(ctx: Context, as_json: bool) -> int:
+    """Validate the config, open the ledger, log in to the mailbox, load the WSDL; one line each."""
+    from reconciler.outside import one_line
+
+    checks = run(run_checks(ctx.config))
+    lines = [
+        f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {one_line(c.detail)}" + (f" -> fix: {c.fix}" if c.fix else "")
+        for c in checks
+    ]
+    render(Report([c.as_dict() for c in checks], lines), as_json)
+    return 0 if all(c.ok for c in checks) else 2
