@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from reconciler.config import Settings  # noqa: E402
 from reconciler.jobs.validation import JobSpec, job_spec  # noqa: E402
-from reconciler.provider import csd, signing  # noqa: E402
+from reconciler.provider import certificate, signing  # noqa: E402
 from reconciler.provider.soap import ProviderClient  # noqa: E402
 from reconciler.sandbox import certs  # noqa: E402
 
@@ -38,7 +38,7 @@ def jobs(n: int) -> list[JobSpec]:
     return [job_spec(str(uuid.uuid4())[:-1] + "1", RFC, "02") for _ in range(n)]
 
 
-def sign_only(material: csd.Csd, n: int) -> None:
+def sign_only(material: certificate.Checked, n: int) -> None:
     batch = jobs(n)
     now = datetime.now(UTC)
     wall, cpu = time.perf_counter(), time.process_time()
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.jobs
     files = certs.issue(certs.authority(), RFC)
-    material = csd.check(RFC, files.cer, files.key, files.password, datetime.now(UTC))
+    material = certificate.check(RFC, files.cer, files.key, files.password, datetime.now(UTC))
     sign_only(material, n)
 
     with tempfile.TemporaryDirectory(prefix="bench-signing-") as tmp:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from reconciler.provider import csd
+from reconciler.provider import certificate
 from reconciler.sandbox import certs
 
 RFC = "AAA010101AAA"  # tests/harness.py's issuer
@@ -28,13 +28,13 @@ class Material:
     expired: certs.CsdFiles  # an expired CSD for RFC
     other: certs.CsdFiles  # a CSD for OTHER_RFC
 
-    def checked(self, files: certs.CsdFiles | None = None) -> csd.Csd:
+    def checked(self, files: certs.CsdFiles | None = None) -> certificate.Checked:
         f = files or self.csd
-        return csd.check(f.rfc, f.cer, f.key, f.password, datetime.now(UTC))
+        return certificate.check(f.rfc, f.cer, f.key, f.password, datetime.now(UTC))
 
-    def unchecked(self, files: certs.CsdFiles, rfc: str | None = None) -> csd.Csd:
+    def unchecked(self, files: certs.CsdFiles, rfc: str | None = None) -> certificate.Checked:
         """A Csd that skipped the product's checks: to hand the simulator what the product would refuse."""
-        return csd.Csd(rfc or files.rfc, files.certificate, files.private_key)
+        return certificate.Checked(rfc or files.rfc, files.certificate, files.private_key)
 
 
 @functools.cache

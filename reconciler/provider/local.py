@@ -1,7 +1,7 @@
 """The issuers that sign locally (``signing = "local"``): their CSDs, checked once at start.
 
 :meth:`Signers.load` reads each local issuer's ``.cer`` and ``.key`` once,
-checks them (:mod:`reconciler.provider.csd`), and signs and verifies one
+checks them (:mod:`reconciler.provider.certificate`), and signs and verifies one
 throwaway request with each key (:func:`reconciler.provider.signing.self_test`),
 which proves the platform allows RSA-SHA1.  A failure is kept as one line naming
 the issuer and what is wrong: that issuer's jobs are not sent (they wait in the
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from reconciler.errors import ReconcilerError
 from reconciler.jobs.validation import JobSpec
-from reconciler.provider import csd, signing
+from reconciler.provider import certificate, signing
 
 if TYPE_CHECKING:
     from reconciler.config import Settings
@@ -38,7 +38,7 @@ class NotSent:
 class Signers:
     """RFC -> the issuer's checked CSD, or the one line saying why it cannot sign."""
 
-    ready: dict[str, csd.Csd] = field(default_factory=dict)
+    ready: dict[str, certificate.Checked] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -52,7 +52,7 @@ class Signers:
             if getattr(issuer, "signing", "provider") != "local":
                 continue
             try:
-                material = csd.load(settings, issuer, now)
+                material = certificate.load(settings, issuer, now)
                 signing.self_test(material, now)
             except ReconcilerError as e:
                 signers.failed[issuer.rfc] = str(e)
@@ -85,9 +85,9 @@ class Signers:
         if failure is not None:
             return NotSent(failure)
         material = self.ready[job.rfc_emisor]
-        expired = csd.validity(material.certificate, now)
+        expired = certificate.validity(material.certificate, now)
         if expired:
-            return NotSent(f"{csd.label(job.rfc_emisor)}.csd_cer: {expired}")
+            return NotSent(f"{certificate.label(job.rfc_emisor)}.csd_cer: {expired}")
         try:
             return signing.signed_request(job, material, now)
         except ReconcilerError as e:

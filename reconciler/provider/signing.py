@@ -40,7 +40,7 @@ from lxml import etree
 
 from reconciler.errors import ReconcilerError
 from reconciler.jobs.validation import JobSpec
-from reconciler.provider.csd import Csd, issuer_name
+from reconciler.provider.certificate import Checked, issuer_name
 
 NS = "http://cancelacfd.sat.gob.mx"
 XSD = "http://www.w3.org/2001/XMLSchema"
@@ -118,7 +118,7 @@ def _digest(data: bytes) -> str:
     return base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")  # noqa: S324 the SAT's profile
 
 
-def sign(root: etree._Element, csd: Csd) -> bytes:
+def sign(root: etree._Element, csd: Checked) -> bytes:
     """Append the enveloped signature to ``root`` and return the document as UTF-8 bytes."""
     # The enveloped-signature transform removes the Signature again: digest the document before it is added.
     digest = _digest(canonical(root))
@@ -145,14 +145,14 @@ def sign(root: etree._Element, csd: Csd) -> bytes:
     return bytes(etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"))
 
 
-def signed_request(job: JobSpec, csd: Csd, now: datetime) -> bytes:
+def signed_request(job: JobSpec, csd: Checked, now: datetime) -> bytes:
     """The signed ``Cancelacion`` for one job: what ``enviarSolicitudCancelacionAsincrono`` sends as ``solicitud``."""
     if job.rfc_emisor != csd.rfc:
         raise SigningError(f"job {job.uuid}: issuer {job.rfc_emisor} cannot be signed with the CSD of {csd.rfc}")
     return sign(document(job, now), csd)
 
 
-def verify(xml: bytes, csd: Csd) -> None:
+def verify(xml: bytes, csd: Checked) -> None:
     """Check a document this module signed against ``csd``'s certificate; SigningError says what fails."""
     try:
         root = etree.fromstring(xml, _PARSER)
@@ -172,7 +172,7 @@ def verify(xml: bytes, csd: Csd) -> None:
     if _digest(canonical(bare)) != digest.strip():
         raise SigningError("the document's digest does not match DigestValue (changed after signing)")
     try:
-        csd.key.public_key().verify(  # the certificate's key: csd.check proved they are a pair
+        csd.key.public_key().verify(  # the certificate's key: certificate.check proved they are a pair
             base64.b64decode(value),
             canonical_info,
             padding.PKCS1v15(),
@@ -184,7 +184,7 @@ def verify(xml: bytes, csd: Csd) -> None:
         raise SigningError(f"RSA-SHA1 verification failed ({type(e).__name__}): {FIX_SHA1}") from e
 
 
-def self_test(csd: Csd, now: datetime) -> None:
+def self_test(csd: Checked, now: datetime) -> None:
     """Sign and verify one throwaway request: proves the key signs and the platform allows RSA-SHA1."""
     probe = JobSpec("00000000-0000-4000-8000-000000000000", csd.rfc, "02", None)
     verify(signed_request(probe, csd, now), csd)

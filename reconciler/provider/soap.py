@@ -26,12 +26,10 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
-from xml.sax.saxutils import escape
 
 import httpx
 import zeep.exceptions
@@ -47,7 +45,6 @@ from reconciler.config import Settings
 from reconciler.configfile import read_capped
 from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.jobs.validation import JobSpec
-from reconciler.outside import one_line
 from reconciler.provider.acuse import Verdict, check
 from reconciler.provider.codes import (
     CONNECTION_ERROR,
@@ -61,6 +58,9 @@ from reconciler.provider.codes import (
     classify,
     classify_status,
 )
+from reconciler.provider.csd import Csd
+from reconciler.provider.csd import load as load_csd
+from reconciler.redact import Redactor, one_line
 
 if TYPE_CHECKING:  # imported when an issuer signs locally: cryptography costs a daemon without one 0.1-0.3 s
     from reconciler.provider.local import Signers
@@ -110,36 +110,9 @@ class StatusReply:
 
 
 @dataclass(frozen=True, slots=True)
-class _Csd:
-    cer: bytes
-    key: bytes
-    password: str
-
-
-@dataclass(frozen=True, slots=True)
 class _Failure:
     message: str
     classification: Classification
-
-
-_SECRET_ELEMENT = re.compile(r"(<(?:[\w.-]+:)?(?:password|csdPassword|csdKey)(?:\s[^>]*)?>)(.*?)(</)", re.S | re.I)
-
-
-class Redactor:
-    """Removes the secrets from text bound for a log: secret elements' content and the known values."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        values = {s for s in secrets if len(s) >= 4}
-        values |= {escape(s) for s in values}
-        self._values = sorted(values, key=len, reverse=True)
-
-    def __call__(self, text: str, limit: int | None = None) -> str:
-        text = _SECRET_ELEMENT.sub(r"\1***\3", text)
-        for value in self._values:
-            text = text.replace(value, "***")
-        if limit is not None and len(text) > limit:
-            text = f"{text[:limit]}... ({len(text) - limit} more characters)"
-        return text
 
 
 class _PooledTransport(AsyncTransport):
@@ -278,23 +251,6 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
-def _load_csd(settings: Settings) -> dict[str, _Csd]:
-    csd: dict[str, _Csd] = {}
-    for issuer in settings.issuers:
-        if issuer.signing == "local":  # its key never leaves: see reconciler.provider.local
-            continue
-        if issuer.csd_cer is None and issuer.csd_key is None:
-            continue
-        from reconciler.provider.csd import read_files
-
-        files = read_files(issuer)
-        if files is None:
-            continue
-        password = settings.csd_password(issuer)
-        csd[issuer.rfc] = _Csd(files[0], files[1], password.get_secret_value() if password else "")
-    return csd
-
-
 def _open_cache(state_dir: Path) -> SqliteCache | None:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -347,7 +303,7 @@ class ProviderClient:
         service: AsyncServiceProxy,
         transport: _PooledTransport,
         password: str,
-        csd: dict[str, _Csd],
+        csd: dict[str, Csd],
         signers: Signers | None = None,
     ) -> None:
         self._usuario = settings.provider.usuario
@@ -370,7 +326,9 @@ class ProviderClient:
         """
         p = settings.provider
         password = settings.provider_password().get_secret_value()
-        csd = _load_csd(settings)
+        # A local issuer's key never leaves: it is not loaded for sending (see reconciler.provider.local).
+        found = {i.rfc: load_csd(settings, i) for i in settings.issuers if i.signing != "local"}
+        csd = {rfc: c for rfc, c in found.items() if c is not None}
         if signers is None and any(issuer.signing == "local" for issuer in settings.issuers):
             from reconciler.provider.local import Signers
 

@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from reconciler.jobs.validation import job_spec
-from reconciler.provider import csd, signing
+from reconciler.provider import certificate, signing
 from reconciler.sandbox import signed
 
 from ..csd_material import RFC, material, xmlsec_verify
@@ -142,7 +142,7 @@ class _NoSha1Key:
 
 def test_a_platform_that_forbids_rsa_sha1_is_told_how_to_fix_it() -> None:
     good = material().checked()
-    forbidden = csd.Csd(good.rfc, good.certificate, _NoSha1Key(good.key))  # type: ignore[arg-type]
+    forbidden = certificate.Checked(good.rfc, good.certificate, _NoSha1Key(good.key))  # type: ignore[arg-type]
     with pytest.raises(signing.SigningError) as raised:
         signing.self_test(forbidden, NOW)
     message = str(raised.value)
