@@ -83,6 +83,9 @@ class ProviderSettings(_Section):
 
 class IssuerSettings(_Section):
     rfc: str
+    # "provider": the CSD goes to the provider (with each request, or registered in its dashboard).
+    # "local": the SAT's Cancelacion is signed here and the key never leaves (reconciler/provider/local.py).
+    signing: Literal["provider", "local"] = "provider"
     csd_cer: Path | None = None
     csd_key: Path | None = None
     csd_password: SecretStr | None = None

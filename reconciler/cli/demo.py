@@ -36,7 +36,7 @@ from reconciler.ledger.store import Ledger
 from reconciler.logs import OneLineFilter
 from reconciler.mailbox.watcher import Watcher
 from reconciler.provider.soap import ProviderClient
-from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, intended_outcome
+from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, certs, intended_outcome
 from reconciler.sandbox.imapserver import ImapServer, start_pymap
 from reconciler.sandbox.receiver import WebhookReceiver
 
@@ -71,9 +71,26 @@ def _uuids(generated: int, rng: random.Random) -> list[str]:
     return out
 
 
-def _write_config(directory: Path, sandbox: Sandbox, imap: ImapServer, receiver: WebhookReceiver) -> Path:
+def _issuer(secrets_dir: Path) -> str:
+    """A throwaway SAT-shaped CSD for the demo's RFC, signed by a throwaway CA: ``[[issuers]]`` signing locally."""
+    files = certs.issue(certs.authority(), RFC, name="ESCUELA KEMPER URGATE SA DE CV")
+    cer, key, password = files.write(secrets_dir, f"{RFC}-csd")
+    return f"""
+[[issuers]]
+rfc = "{RFC}"
+signing = "local"
+csd_cer = "{cer}"
+csd_key = "{key}"
+csd_password_file = "{password}"
+"""
+
+
+def _write_config(
+    directory: Path, sandbox: Sandbox, imap: ImapServer, receiver: WebhookReceiver, signing: str = "provider"
+) -> Path:
     secrets_dir = directory / "secrets"
     secrets_dir.mkdir(mode=0o700)
+    issuers = _issuer(secrets_dir) if signing == "local" else ""
     (secrets_dir / "provider_password").write_text(PASSWORD)
     (secrets_dir / "mailbox_password").write_text(imap.password)
     config = directory / "config.toml"
@@ -118,7 +135,7 @@ poll_interval_s = 0.2
 url = "{receiver.url}"
 name = "demo-receiver"
 secret = "{receiver.secret}"
-"""
+{issuers}"""
     )
     return config
 
@@ -209,8 +226,11 @@ async def _drain(ledger: Ledger) -> int:
     return left
 
 
-def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
-    """Run the demo; servers are stopped at the end unless ``keep`` (then they run until Ctrl-C)."""
+def run_demo(*, keep: bool, generated: int, console: Console, signing: str = "provider") -> DemoResult:
+    """Run the demo; servers are stopped at the end unless ``keep`` (then they run until Ctrl-C).
+
+    ``signing="local"``: the issuer signs each request itself with a throwaway CSD generated here.
+    """
     directory = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     logging.basicConfig(
         filename=directory / "demo.log", level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -231,14 +251,25 @@ def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
     ).start()
     receiver = WebhookReceiver().start()
     try:
-        config = _write_config(directory, sandbox, imap, receiver)
+        config = _write_config(directory, sandbox, imap, receiver, signing)
         settings = load_settings(config)
+        if signing == "local":
+            console.print(
+                f"signing locally for {RFC} with a throwaway CSD in {directory / 'secrets'}: the key never leaves",
+                markup=False,
+            )
         console.print(
             f"simulator at {sandbox.url}, IMAP (pymap) at {imap.host}:{imap.port}; {len(uuids)} jobs", markup=False
         )
         imap.deliver(_forgery(forged))
         console.print(f"dropped a forged OK for {forged} from {FORGER}", markup=False)
         mismatches, reason = asyncio.run(_drive(settings, uuids, forged, console))
+        wanted = "enviarSolicitudCancelacionAsincrono" if signing == "local" else "cancelarAsincrono"
+        mismatches += [
+            f"{e.uuid}: sent with {e.operation}, expected {wanted}"
+            for e in sandbox.record.entries()
+            if e.operation in ("cancelarAsincrono", "enviarSolicitudCancelacionAsincrono") and e.operation != wanted
+        ]
         console.print(f"webhook receiver at {receiver.url}: {receiver.summary()}", markup=False)
         if receiver.forged:
             mismatches.append(f"the demo's webhook receiver refused {receiver.forged} signatures")

@@ -16,7 +16,14 @@ from reconciler.errors import ReconcilerError
 @click.option(
     "--jobs", "generated", default=40, show_default=True, help="Generated jobs besides the ten testing UUIDs."
 )
-def demo(keep: bool, generated: int) -> int:
+@click.option(
+    "--signing",
+    type=click.Choice(["provider", "local"]),
+    default="provider",
+    show_default=True,
+    help="local: sign each request here with a throwaway CSD (zero custody).",
+)
+def demo(keep: bool, generated: int, signing: str) -> int:
     """The offline sandbox demo: simulator, IMAP server and the real daemon on loopback."""
     from rich.console import Console
 
@@ -27,7 +34,7 @@ def demo(keep: bool, generated: int) -> int:
     except ModuleNotFoundError as e:
         raise ReconcilerError(f"the demo needs {e.name}: pip install 'reconciler[demo]'") from e
     console = Console()
-    result = run_demo(keep=keep, generated=generated, console=console)
+    result = run_demo(keep=keep, generated=generated, console=console, signing=signing)
     from rich.markup import escape
 
     for line in result.mismatches:

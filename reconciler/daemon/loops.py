@@ -30,6 +30,7 @@ from reconciler.jobs.states import State, Trigger
 from reconciler.ledger.store import Change, Job, Ledger
 from reconciler.provider import breaker
 from reconciler.provider.breaker import Breaker, Load
+from reconciler.provider.codes import NOT_SENT
 from reconciler.provider.outcomes import Decision, cancel_decision, status_decision
 
 if TYPE_CHECKING:
@@ -217,13 +218,13 @@ class Daemon:
         c = reply.classification
         sched = self.settings.schedule
         later = next_attempt(now, job.attempts, sched.retry_base_s, sched.retry_max_s, self.rng)
-        self.totals.sent += 1
+        self.totals.sent += c is not NOT_SENT  # held back by a failed local CSD: nothing was sent
         if self.metrics is not None:
             self.metrics.submissions.inc()
-            self.metrics.reply("cancelarAsincrono", reply.code, str(c.outcome))
+            self.metrics.reply(reply.operation, reply.code, str(c.outcome))
         decision = cancel_decision(job, reply, now, later, sched.status_check_after_s)
         await self._follow(job, decision, reply.code, reply.message)
-        log.info("job %s: cancelarAsincrono -> %s %s (%s)", job.uuid, reply.code, c.outcome, c.meaning)
+        log.info("job %s: %s -> %s %s (%s)", job.uuid, reply.operation, reply.code, c.outcome, c.meaning)
         await self.ledger.apply([decision.change], now)
 
     async def _follow(self, job: Job, decision: Decision, code: int | None, message: str) -> None:

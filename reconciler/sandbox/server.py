@@ -241,6 +241,10 @@ class _Handler(BaseHTTPRequestHandler):
             answer, info = sb.service.cancel(req.fields)
             values: list[tuple[str, str | None]] = [("mensaje", answer.mensaje), ("status", str(answer.code))]
             result_type = "CancelacionAsincronoResponse"
+        elif req.operation == "enviarSolicitudCancelacionAsincrono":
+            answer, info = sb.service.send_signed(req.fields)
+            values = [("mensaje", answer.mensaje), ("status", str(answer.code))]
+            result_type = "CancelacionAsincronoResponse"
         elif req.operation == "getStatusCancelacionAsincrona":
             answer, info = sb.service.status(req.fields)
             values = [

@@ -26,3 +26,19 @@ def test_demo_runs_offline_and_exits_0() -> None:
     assert "Traceback" not in out + done.stderr
     assert "webhook receiver at http://127.0.0.1:" in out and "every signature verified (" in out
     assert "REFUSED" not in out
+
+
+@pytest.mark.timeout(120)
+def test_demo_signs_locally_with_a_throwaway_csd() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "demo", "--jobs", "10", "--signing", "local"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": "/tmp"},
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "signing locally for EKU9003173C9 with a throwaway CSD" in done.stdout
+    assert "every job reached the state the simulator intended" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
