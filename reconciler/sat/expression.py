@@ -21,30 +21,14 @@ with ``tt`` as the CFDI 3.2 era printed it: six decimals, zero-padded to 17 char
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 
-from reconciler.errors import ValidationError
+from reconciler.jobs.validation import parse_total, sello_tail
+
+__all__ = ["BASE", "expression", "format_total", "format_total_short", "parse_total", "sello_tail"]
 
 BASE = "https://verificacfdi.facturaelectronica.sat.gob.mx/default.aspx"
-FE_LENGTH = 8
 _SIX = Decimal("0.000001")
-MAX_TOTAL = Decimal("1e18")  # far above any invoice; keeps the text bounded
-
-
-def parse_total(value: str | Decimal | int, field: str = "total") -> Decimal:
-    """A CFDI total: a finite, non-negative decimal below 10**18; ValidationError naming ``field`` otherwise."""
-    if isinstance(value, bool):
-        raise ValidationError(f"{field}: not an amount: {value!r}")
-    try:
-        amount = Decimal(value.strip() if isinstance(value, str) else value)
-    except (InvalidOperation, ValueError) as e:
-        raise ValidationError(f"{field}: not an amount: {str(value)[:40]!r}") from e
-    if not amount.is_finite() or amount < 0 or amount >= MAX_TOTAL:
-        raise ValidationError(f"{field}: must be a finite amount from 0 to 10^18, got {str(value)[:40]!r}")
-    digits = value.strip().replace(".", "", 1) if isinstance(value, str) else "0"
-    if not (digits.isascii() and digits.isdigit()):
-        raise ValidationError(f"{field}: digits with an optional decimal point, got {str(value)[:40]!r}")
-    return amount
 
 
 def format_total(total: Decimal | str | int) -> str:
@@ -57,16 +41,6 @@ def format_total(total: Decimal | str | int) -> str:
 def format_total_short(total: Decimal | str | int) -> str:
     """``tt`` of the short form: six decimals, zero-padded to 17 characters (``0000001234.500000``)."""
     return f"{parse_total(total).quantize(_SIX, rounding=ROUND_HALF_UP):f}".rjust(17, "0")
-
-
-def sello_tail(sello: str) -> str:
-    """The last eight characters of a sello (or the eight themselves)."""
-    text = "".join(sello.split())  # a sello copied from a file may be wrapped
-    if len(text) < FE_LENGTH:
-        raise ValidationError(f"sello: at least {FE_LENGTH} characters are needed, got {len(text)}")
-    if not text.isascii():
-        raise ValidationError("sello: a sello is base64 text; this one holds non-ASCII characters")
-    return text[-FE_LENGTH:]
 
 
 def _rfc(rfc: str) -> str:

@@ -26,9 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from reconciler.clock import parse_iso
 from reconciler.sat.answer import CANCELADO, EN_PROCESO, ESTADOS, NO_CANCELABLE, NO_ENCONTRADO, RECHAZADA, VIGENTE
+
+if TYPE_CHECKING:
+    from reconciler.jobs.records import Job
 
 _UNSENT = ("queued", "submitting")
 
@@ -98,14 +102,27 @@ def judge(f: SatFacts, now: datetime) -> Judgement:
         return Judgement(View.CONTRADICTION, f"provider OK, SAT Vigente after {f.until}")
     if f.state in _UNSENT:
         return Judgement(View.TO_SEND, f.estado or "")
+    if f.state == "awaiting" and f.estado in (VIGENTE, NO_ENCONTRADO) and _past(f.late_after, now):
+        return Judgement(View.LATE, f"still {f.estado} after {f.late_after}")
     if f.estado == NO_ENCONTRADO:
         return Judgement(View.NOT_FOUND)
     if f.estado not in ESTADOS:
         return Judgement(View.UNKNOWN, f"Estado {f.estado!r}")
-    if f.state == "awaiting" and _past(f.late_after, now):
-        return Judgement(View.LATE, f"still {f.estado} after {f.late_after}")
     if f.estatus_cancelacion == EN_PROCESO:
         return Judgement(View.RECEIVER, f"until {f.until}" if f.until else "")
     if f.state in ("error", "rejected"):
         return Judgement(View.VALID, f"provider {f.state}")
     return Judgement(View.ACCEPTED, f.estatus_cancelacion or "")
+
+
+def facts_of(job: Job) -> SatFacts:
+    """The SAT dimension's inputs as the ledger stores them on a job."""
+    return SatFacts(
+        str(job.state),
+        job.sat_estado,
+        job.sat_es_cancelable,
+        job.sat_estatus_cancelacion,
+        job.sat_checked_at,
+        job.sat_until,
+        job.sat_late_after,
+    )
