@@ -237,6 +237,12 @@ class Service:
         mensaje = self.cancel_messages.get(uuid, uuid) if code == 200 else MESSAGES[211]
         return Answer(code, mensaje, notification=note, due=due)
 
+    def landed(self, uuid: str) -> tuple[float, Literal["OK", "ERROR"]] | None:
+        """When the provider's cancellation of ``uuid`` lands at the SAT, and how (for the SAT simulator)."""
+        with self._lock:
+            tx = self._tx.get(uuid.upper())
+        return (tx.due, tx.result) if tx is not None else None
+
     def status(self, f: dict[str, str | None]) -> tuple[Answer, dict[str, Any]]:
         """Answer one ``getStatusCancelacionAsincrona``: 211 until due, then 200 + acuse or 213; 702 if unknown."""
         tid = f.get("transactionId")
