@@ -200,9 +200,13 @@ def status(ctx: Context, uuid: str | None, state: str | None, limit: int, as_jso
     if as_json:
         _emit_json([j.as_dict() for j in jobs])
         return
+    from reconciler.clock import utc_now
+    from reconciler.sat.verdict import facts_of, judge
+
+    now = utc_now()
     _table(
         None,
-        ("uuid", "rfc", "motivo", "state", "code", "attempts", "created", "resolved", "overdue"),
+        ("uuid", "rfc", "motivo", "state", "code", "attempts", "created", "resolved", "overdue", "sat"),
         (
             (
                 j.uuid,
@@ -214,6 +218,7 @@ def status(ctx: Context, uuid: str | None, state: str | None, limit: int, as_jso
                 j.created_at,
                 j.resolved_at,
                 "yes" if j.overdue else "",
+                judge(facts_of(j), now).cell(),
             )
             for j in jobs
         ),
@@ -232,6 +237,7 @@ async def _snapshot(ledger: Ledger) -> Any:
         await ledger.overdue_count(),
         await ledger.event_count("conflict", since),
         await ledger.facts(),
+        await ledger.sat_counts(utc_now()),
     )
 
 
@@ -261,6 +267,7 @@ def summary(ctx: Context, as_json: bool) -> None:
                 "last_mailbox_pass": facts.get("mailbox_pass"),
                 "health": health.level.name,
                 "problems": health.problems,
+                "sat": dict(snap.sat),
             }
         )
         return
@@ -269,6 +276,8 @@ def summary(ctx: Context, as_json: bool) -> None:
         ("state", "count"),
         [*snap.counts.items(), ("total", sum(snap.counts.values())), ("overdue", snap.overdue)],
     )
+    if snap.sat.get("asked"):
+        _table("at the SAT", ("view", "count"), [(k.replace("_", " "), v) for k, v in snap.sat.items()])
     beat = facts.get("heartbeat", {})
     mailbox = facts.get("mailbox_pass", {})
     breaker = facts.get("breaker")
@@ -372,15 +381,26 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
         "resolved_at",
         "overdue",
         "has_acuse",
+        "rfc_receptor",
+        "total",
+        "sat",
+        "sat_estado",
+        "sat_es_cancelable",
+        "sat_estatus_cancelacion",
+        "sat_checked_at",
     )
 
     async def go(ledger: Ledger, out: IO[str]) -> int:
         writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
         if writer:
             writer.writerow(fields)
+        from reconciler.clock import utc_now
+        from reconciler.sat.verdict import facts_of, judge
+
         n = 0
+        now = utc_now()
         async for job in ledger.iter_jobs(state=State(state) if state else None, since=since_iso):
-            row = job.as_dict()
+            row = {**job.as_dict(), "sat": str(judge(facts_of(job), now).view)}
             if writer:
                 writer.writerow(["" if row[k] is None else csv_cell(row[k]) for k in fields])
             else:

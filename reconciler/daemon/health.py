@@ -36,6 +36,7 @@ class Snapshot:
     overdue: int
     recent_conflicts: int
     facts: Mapping[str, Mapping[str, Any]]
+    sat: Mapping[str, int] = field(default_factory=dict)  # reconciler.ledger.sat.COUNT_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,10 @@ class Health:
         head = "; ".join(self.problems) if self.problems else "all good"
         perf = " ".join(f"{s}={n}" for s, n in snapshot.counts.items())
         jobs = f"{total} jobs ({counts or 'none'})"
-        return f"RECONCILER {self.level.name} - {head}; {jobs} | {perf} overdue={snapshot.overdue}"
+        sat = " ".join(f"sat_{k}={v}" for k, v in snapshot.sat.items()) if snapshot.sat.get("asked") else ""
+        return f"RECONCILER {self.level.name} - {head}; {jobs} | {perf} overdue={snapshot.overdue}" + (
+            f" {sat}" if sat else ""
+        )
 
 
 def _age(fact: Mapping[str, Any] | None, now: datetime) -> float | None:
@@ -100,4 +104,22 @@ def evaluate(snapshot: Snapshot, now: datetime) -> Health:
     if snapshot.recent_conflicts:
         n = snapshot.recent_conflicts
         raise_to(Level.WARNING, f"{n} conflict{'s' if n != 1 else ''} in the last 72h (see `reconciler status UUID`)")
+    _sat_problems(snapshot.sat, raise_to)
     return Health(level, problems)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _sat_problems(sat: Mapping[str, int], raise_to: Any) -> None:
+    """The SAT dimension: a contradiction is CRITICAL; a receiver's rejection or a late job a WARNING."""
+    if sat.get("contradiction"):
+        n = sat["contradiction"]
+        raise_to(Level.CRITICAL, f"{_plural(n, 'contradiction')}: provider OK, the SAT says Vigente after the window")
+    if sat.get("receiver_rejected"):
+        n = sat["receiver_rejected"]
+        raise_to(Level.WARNING, f"{_plural(n, 'receiver rejection')}: invoice still valid (see README, SAT states)")
+    if sat.get("late"):
+        n = sat["late"]
+        raise_to(Level.WARNING, f"{_plural(n, 'job')} past the acceptance window and not Cancelado at the SAT")

@@ -12,7 +12,7 @@ accepted           the SAT says Vigente and nothing pending yet: request receive
 receiver           En proceso: waiting for the receiver's answer until ``until``   -
 cancelled          the SAT says Cancelado: the invoice is cancelled                -
 receiver rejected  the receiver rejected: the invoice is still valid               WARNING
-not cancellable    the SAT says No cancelable (related documents, say)             WARNING
+not cancellable    the SAT says No cancelable (related documents, say)             -
 not found          the SAT does not know the CFDI (yet, or the data is wrong)      -
 late               past the window with margin, still not Cancelado                WARNING
 contradiction      the provider said OK, the SAT says Vigente past the window      CRITICAL
@@ -52,7 +52,7 @@ class View(StrEnum):
     UNKNOWN = "unknown"
 
 
-WARN = frozenset({View.RECEIVER_REJECTED, View.NOT_CANCELLABLE, View.LATE})
+WARN = frozenset({View.RECEIVER_REJECTED, View.LATE})
 CRITICAL = frozenset({View.CONTRADICTION})
 
 

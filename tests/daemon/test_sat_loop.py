@@ -5,6 +5,7 @@ One clock drives the simulator, the daemon and the follower, so 72 simulated hou
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from reconciler.sandbox.cfdis import sello_for
 from reconciler.sat.client import SatClient
 from reconciler.sat.verdict import View, facts_of, judge
 
+from ..conftest import run_cli
 from ..fixtures_sandbox import RFC, provider_settings
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -69,6 +71,21 @@ class Rig:
 
     async def view(self, u: str) -> View:
         return judge(facts_of(await self.ledger.get_job(u)), self.clock.now()).view
+
+    async def counts_match(self) -> dict[str, int]:
+        """The ledger's SQL counts (check, summary) equal the per-job views (status, export)."""
+        counts = await self.ledger.sat_counts(self.clock.now())
+        views = [judge(facts_of(j), self.clock.now()).view for j in await self.ledger.list_jobs()]
+        names = {
+            "cancelled": View.CANCELLED,
+            "receiver_rejected": View.RECEIVER_REJECTED,
+            "not_cancellable": View.NOT_CANCELLABLE,
+            "contradiction": View.CONTRADICTION,
+            "late": View.LATE,
+            "receiver": View.RECEIVER,
+        }
+        assert {k: counts[k] for k in names} == {k: views.count(v) for k, v in names.items()}
+        return counts
 
     async def job(self, u: str) -> Any:
         return await self.ledger.get_job(u)
@@ -151,6 +168,7 @@ async def test_every_invoice_follows_the_sat_to_its_end(rig: Rig) -> None:
     for _ in range(4):
         await rig.cycle(600)
     assert (await rig.job(lag)).state != State.QUEUED and rig.sb.record.accepted()[lag] == 1
+    await rig.counts_match()
     # The receivers answer after 5 hours: seen within the hour.
     await rig.cycle(5 * H - 4 * 600 - 130 + 60)
     await rig.cycle(H)
@@ -162,13 +180,28 @@ async def test_every_invoice_follows_the_sat_to_its_end(rig: Rig) -> None:
         await rig.cycle(H)
     assert await rig.view(vencido) == View.CANCELLED
     assert (await rig.job(vencido)).sat_estatus_cancelacion == "Plazo vencido"
-    counts = await rig.ledger.sat_counts(rig.clock.now())
+    counts = await rig.counts_match()
     assert counts["receiver_rejected"] == 2 and counts["not_cancellable"] == 1 and counts["contradiction"] == 0
     assert counts["cancelled"] == 5  # sin, con, vencido, already, lag
     # Calls per job: few for what ends early; hourly inside the window for what waits on the receiver.
     assert rig.sb.sat.calls_for(sin) <= 3 and rig.sb.sat.calls_for(con) <= 12
     events = [e for e in await rig.ledger.events(con) if e.kind == "sat"]
     assert events and all(e.source == "sat" for e in events) and len(events) == (await rig.job(con)).sat_calls + 1
+    # The command line shows the same: check warns about the receivers' rejections, status has the SAT column.
+    config = rig.ledger.path.parent / "c.toml"
+    config.write_text(f'[ledger]\npath = "{rig.ledger.path}"\n')
+    env = {"RECONCILER_CONFIG": str(config)}
+    check = run_cli("check", env=env)
+    assert check.returncode >= 1 and "2 receiver rejections: invoice still valid" in check.stdout
+    status = run_cli("status", "--json", "--limit", "0", env=env)
+    shown = {j["uuid"]: j for j in json.loads(status.stdout)}
+    assert (
+        shown[rechazo]["sat_estatus_cancelacion"] == "Solicitud rechazada" and shown[con]["sat_estado"] == "Cancelado"
+    )
+    table = run_cli("status", env=env)
+    assert "receiver rejected" in table.stdout and "not cancellable" in table.stdout
+    summary = json.loads(run_cli("summary", "--json", env=env).stdout)
+    assert summary["sat"]["receiver_rejected"] == 2 and summary["sat"]["cancelled"] == 5
 
 
 async def test_the_sat_down_never_stops_the_provider_loops(rig: Rig) -> None:
@@ -214,4 +247,4 @@ async def test_a_contradiction_provider_ok_sat_vigente_after_the_window(rig: Rig
     while rig.clock.s < 73 * H:
         await rig.cycle(6 * H)
     assert await rig.view(u) == View.CONTRADICTION
-    assert (await rig.ledger.sat_counts(rig.clock.now()))["contradiction"] == 1
+    assert (await rig.counts_match())["contradiction"] == 1

@@ -60,7 +60,7 @@ def test_each_invoice_has_one_view(facts: SatFacts, view: View) -> None:
 def test_the_receiver_view_says_until_when_and_the_levels() -> None:
     j = judge(f("awaiting", "Vigente", CON_ACEPTACION, EN_PROCESO), NOW)
     assert j.cell() == f"receiver (until {FUTURE})"
-    assert {View.RECEIVER_REJECTED, View.NOT_CANCELLABLE, View.LATE} == WARN and {View.CONTRADICTION} == CRITICAL
+    assert {View.RECEIVER_REJECTED, View.LATE} == WARN and {View.CONTRADICTION} == CRITICAL
 
 
 def test_an_unparsable_time_is_never_past() -> None:
