@@ -550,6 +550,11 @@ async def _summary_table(config: Path) -> None:
     ctx = Context(str(config))
     snap = await _with_ledger(ctx, _snapshot)
     _table("final states", ("state", "count"), [*snap.counts.items(), ("total", sum(snap.counts.values()))])
+    from reconciler.daemon.health import sat_health
+
+    _table("at the SAT", ("view", "count"), [(k.replace("_", " "), v) for k, v in snap.sat.items()])
+    sat = sat_health(snap.sat)
+    click.echo(f"check, the SAT's part: {sat.level.name} - {'; '.join(sat.problems) or 'all good'}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})

@@ -108,6 +108,20 @@ def evaluate(snapshot: Snapshot, now: datetime) -> Health:
     return Health(level, problems)
 
 
+def sat_health(sat: Mapping[str, int]) -> Health:
+    """The SAT dimension's part of :func:`evaluate` alone (the demo shows it)."""
+    level = Level.OK
+    problems: list[str] = []
+
+    def raise_to(new: Level, problem: str) -> None:
+        nonlocal level
+        level = max(level, new)
+        problems.append(problem)
+
+    _sat_problems(sat, raise_to)
+    return Health(level, problems)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
@@ -116,7 +130,7 @@ def _sat_problems(sat: Mapping[str, int], raise_to: Any) -> None:
     """The SAT dimension: a contradiction is CRITICAL; a receiver's rejection or a late job a WARNING."""
     if sat.get("contradiction"):
         n = sat["contradiction"]
-        raise_to(Level.CRITICAL, f"{_plural(n, 'contradiction')}: provider OK, the SAT says Vigente after the window")
+        raise_to(Level.CRITICAL, f"{_plural(n, 'contradiction')}: provider OK, the SAT says Vigente past the window")
     if sat.get("receiver_rejected"):
         n = sat["receiver_rejected"]
         raise_to(Level.WARNING, f"{_plural(n, 'receiver rejection')}: invoice still valid (see README, SAT states)")

@@ -13,6 +13,7 @@ holds), and every reply is committed with its event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -450,7 +451,7 @@ class Daemon:
             (self.confirm_pass, min(sched.submit_interval_s, 2.0)),
             (self.chase_pass, sched.chase_interval_s),
             (self.heartbeat_pass, self._watchdog_period()),
-            *((lambda name=name, fn=fn: self.guarded(name, fn), s) for name, fn, s in self.passes),
+            *((functools.partial(self.guarded, name, fn), s) for name, fn, s in self.passes),
         ]
         for fn, seconds in every:
             scheduler.add_job(

@@ -45,7 +45,7 @@ SELECT
   sum(sat_estado = 'Vigente' AND coalesce(sat_estatus_cancelacion, '') != 'Solicitud rechazada'
       AND sat_es_cancelable = 'No cancelable'),
   sum(sat_estado = 'Vigente' AND coalesce(sat_estatus_cancelacion, '') != 'Solicitud rechazada'
-      AND coalesce(sat_es_cancelable, '') != 'No cancelable' AND state = 'ok' AND sat_until <= ?),
+      AND coalesce(sat_es_cancelable, '') != 'No cancelable' AND state = 'ok' AND sat_late_after <= ?),
   sum(sat_checked_at IS NOT NULL AND sat_estado IN ('Vigente', 'No Encontrado') AND state = 'awaiting'
       AND coalesce(sat_estatus_cancelacion, '') != 'Solicitud rechazada'
       AND coalesce(sat_es_cancelable, '') != 'No cancelable' AND sat_late_after <= ?),

@@ -16,6 +16,8 @@ not cancellable    the SAT says No cancelable (related documents, say)          
 not found          the SAT does not know the CFDI (yet, or the data is wrong)      -
 late               past the window with margin, still not Cancelado                WARNING
 contradiction      the provider said OK, the SAT says Vigente past the window      CRITICAL
+                   (with margin: the window opens when the SAT receives the request,
+                   which may be well after the provider accepted it)
 valid              the provider refused or failed; the invoice stays valid         -
 unknown            the SAT answered a value this program does not know             -
 =================  ==============================================================  ========
@@ -98,8 +100,8 @@ def judge(f: SatFacts, now: datetime) -> Judgement:
         return Judgement(View.RECEIVER_REJECTED, "invoice still valid; requeue after agreeing with the receiver")
     if f.estado == VIGENTE and f.es_cancelable == NO_CANCELABLE:
         return Judgement(View.NOT_CANCELLABLE, f"the SAT says {NO_CANCELABLE}")
-    if f.state == "ok" and f.estado == VIGENTE and _past(f.until, now):
-        return Judgement(View.CONTRADICTION, f"provider OK, SAT Vigente after {f.until}")
+    if f.state == "ok" and f.estado == VIGENTE and _past(f.late_after, now):
+        return Judgement(View.CONTRADICTION, f"provider OK, SAT Vigente after {f.late_after}")
     if f.state in _UNSENT:
         return Judgement(View.TO_SEND, f.estado or "")
     if f.state == "awaiting" and f.estado in (VIGENTE, NO_ENCONTRADO) and _past(f.late_after, now):

@@ -86,7 +86,11 @@ def test_worst_problem_wins_and_all_are_listed() -> None:
         ({"asked": 5, "cancelled": 5}, Level.OK, None),
         ({"asked": 5, "receiver_rejected": 1}, Level.WARNING, "1 receiver rejection: invoice still valid"),
         ({"asked": 5, "late": 2}, Level.WARNING, "2 jobs past the acceptance window and not Cancelado"),
-        ({"asked": 5, "contradiction": 1, "late": 1}, Level.CRITICAL, "1 contradiction: provider OK, the SAT says"),
+        (
+            {"asked": 5, "contradiction": 1, "late": 1},
+            Level.CRITICAL,
+            "1 contradiction: provider OK, the SAT says Vigente past",
+        ),
     ],
 )
 def test_the_sats_word_raises_the_level(sat: dict[str, int], level: Level, problem: str | None) -> None:

@@ -39,12 +39,13 @@ def f(
         (f("ok", "Cancelado", SIN_ACEPTACION, CANCELADO_SIN), View.CANCELLED),
         (f("error", "Cancelado"), View.CANCELLED),
         (f("awaiting", "Vigente", CON_ACEPTACION, RECHAZADA), View.RECEIVER_REJECTED),
-        (f("ok", "Vigente", CON_ACEPTACION, RECHAZADA, until=PAST), View.RECEIVER_REJECTED),
+        (f("ok", "Vigente", CON_ACEPTACION, RECHAZADA, until=PAST, late=PAST), View.RECEIVER_REJECTED),
         (f("queued", "Vigente", NO_CANCELABLE), View.NOT_CANCELLABLE),
         (f("rejected", "Vigente", NO_CANCELABLE), View.NOT_CANCELLABLE),
-        (f("ok", "Vigente", CON_ACEPTACION, EN_PROCESO, until=PAST), View.CONTRADICTION),
-        (f("ok", "Vigente", SIN_ACEPTACION, until=PAST), View.CONTRADICTION),
-        (f("ok", "Vigente", SIN_ACEPTACION, until=FUTURE), View.ACCEPTED),
+        (f("ok", "Vigente", CON_ACEPTACION, EN_PROCESO, until=PAST, late=PAST), View.CONTRADICTION),
+        (f("ok", "Vigente", SIN_ACEPTACION, until=PAST, late=PAST), View.CONTRADICTION),
+        (f("ok", "Vigente", SIN_ACEPTACION, until=PAST, late=FUTURE), View.ACCEPTED),
+        (f("ok", "Vigente", CON_ACEPTACION, EN_PROCESO, until=PAST, late=FUTURE), View.RECEIVER),
         (f("awaiting", "No Encontrado"), View.NOT_FOUND),
         (f("awaiting", "Suspendido"), View.UNKNOWN),
         (f("awaiting", "Vigente", CON_ACEPTACION, EN_PROCESO, until=PAST, late=PAST), View.LATE),
@@ -64,4 +65,4 @@ def test_the_receiver_view_says_until_when_and_the_levels() -> None:
 
 
 def test_an_unparsable_time_is_never_past() -> None:
-    assert judge(f("ok", "Vigente", SIN_ACEPTACION, until="garbage"), NOW).view is View.ACCEPTED
+    assert judge(f("ok", "Vigente", SIN_ACEPTACION, until="garbage", late="garbage"), NOW).view is View.ACCEPTED
