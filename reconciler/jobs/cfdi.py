@@ -57,7 +57,7 @@ def _split(tag: object) -> tuple[str, str] | None:
 
 
 def _child(parent: etree._Element, ns: str, local: str, name: str) -> etree._Element:
-    found = [c for c in parent if _split(c.tag) == (ns, local)]
+    found = parent.findall(f"{{{ns}}}{local}")
     if len(found) != 1:
         raise ValidationError(f"{name}: {len(found)} {local} elements in the Comprobante, expected one")
     return found[0]
@@ -97,8 +97,7 @@ def parse_cfdi(data: bytes, name: str) -> Cfdi:
     ns = split[0]
     emisor = _child(root, ns, "Emisor", name)
     receptor = _child(root, ns, "Receptor", name)
-    complementos = [c for c in root if _split(c.tag) == (ns, "Complemento")]
-    stamps = [t for c in complementos for t in c if _split(t.tag) == (TFD, "TimbreFiscalDigital")]
+    stamps = root.findall(f"{{{ns}}}Complemento/{{{TFD}}}TimbreFiscalDigital")
     if len(stamps) != 1:
         what = "no TimbreFiscalDigital (not stamped)" if not stamps else f"{len(stamps)} TimbreFiscalDigital"
         raise ValidationError(f"{name}: {what} in Complemento")
