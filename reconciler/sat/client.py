@@ -73,7 +73,8 @@ class RateLimiter:
                 if len(self._times) < self.slots:
                     self._times.append(now)
                     return now
-                await self._sleep(self._times[0] + self.window - now)
+                # At least a millisecond: a wait rounded to nothing would spin without the clock moving.
+                await self._sleep(max(self._times[0] + self.window - now, 1e-3))
 
 
 class SatClient:

@@ -247,6 +247,7 @@ async def test_a_contradiction_provider_ok_sat_vigente_after_the_window(rig: Rig
     while rig.clock.s + 6 * H < 119 * H:
         await rig.cycle(6 * H)
     assert await rig.view(u) == View.ACCEPTED  # past the window but within its margin: not yet a contradiction
+    assert (await rig.counts_match())["contradiction"] == 0
     await rig.cycle(120 * H + 60 - rig.clock.s)
     assert await rig.view(u) == View.CONTRADICTION
     assert (await rig.counts_match())["contradiction"] == 1
