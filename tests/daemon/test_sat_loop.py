@@ -200,6 +200,14 @@ async def test_every_invoice_follows_the_sat_to_its_end(rig: Rig) -> None:
     )
     table = run_cli("status", env=env)
     assert "receiver rejected" in table.stdout and "not cancellable" in table.stdout
+    exported = {
+        j["uuid"]: j for j in map(json.loads, run_cli("export", "--format", "jsonl", env=env).stdout.splitlines())
+    }
+    assert (exported[rechazo]["sat"], exported[nocancel]["sat"], exported[sin]["sat"]) == (
+        "receiver rejected",
+        "not cancellable",
+        "cancelled",
+    )
     summary = json.loads(run_cli("summary", "--json", env=env).stdout)
     assert summary["sat"]["receiver_rejected"] == 2 and summary["sat"]["cancelled"] == 5
 
