@@ -78,7 +78,12 @@ def gather(paths: Sequence[str], motivo: str | None, folio_sustitucion: str | No
     errors: list[str] = []
     for raw in paths:
         path = Path(raw)
-        if raw != "-" and path.is_dir():
+        try:
+            is_dir = raw != "-" and path.is_dir()
+        except OSError as e:  # a name too long, a loop of symlinks
+            errors.append(f"{raw[:80]}: {e.strerror or e}")
+            continue
+        if is_dir:
             files = list(_walk(path))
             if not files:
                 errors.append(f"{raw}: no .xml files in this directory")
