@@ -4,8 +4,9 @@ It starts the provider simulator and a pymap IMAP server on loopback, writes a
 temporary config and ledger, queues the provider's ten testing UUIDs plus
 generated ones, drops one forged notification into the mailbox, and runs the
 real daemon (the same submitter, watcher, confirmer and chaser as production)
-until every job is resolved.  It exits 0 only if every job reached the state
-the simulator intended and the forgery changed nothing.
+until every job is resolved and the SAT's word on it is final (the SAT simulator's
+receivers answer in seconds, not hours).  It exits 0 only if every job reached the
+state and the SAT view the simulator intended and the forgery changed nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rich.table import Table
 from reconciler.clock import utc_now
 from reconciler.config import Settings, load_settings
 from reconciler.daemon.loops import Daemon
+from reconciler.daemon.sat_loop import SatFollower
 from reconciler.events.dispatcher import Dispatcher, endpoints
 from reconciler.jobs.states import TERMINAL, State
 from reconciler.jobs.validation import job_spec
@@ -36,9 +38,21 @@ from reconciler.ledger.store import Ledger
 from reconciler.logs import OneLineFilter
 from reconciler.mailbox.watcher import Watcher
 from reconciler.provider.soap import ProviderClient
-from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, certs, intended_outcome
+from reconciler.sandbox import (
+    UUIDS_204,
+    UUIDS_211,
+    ImapConfig,
+    Sandbox,
+    SandboxConfig,
+    certs,
+    intended_outcome,
+    satworld,
+)
+from reconciler.sandbox.cfdis import sello_for
 from reconciler.sandbox.imapserver import ImapServer, start_pymap
 from reconciler.sandbox.receiver import WebhookReceiver
+from reconciler.sat.client import SatClient
+from reconciler.sat.verdict import View, facts_of, judge
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,7 @@ PASSWORD = "timbrado.SF.16672"  # noqa: S105 the provider's published testing pa
 NOTIFY = "demo@reconciler.invalid"
 FORGER = "Solución Factible <notificaciones@solucionfactib1e.com>"  # a look-alike domain
 DEADLINE_S = 55.0
+SAT_WINDOW_S = 8  # the demo's receivers have 8 seconds, not 72 hours, and answer after 3
 
 
 @dataclass
@@ -61,13 +76,18 @@ class DemoResult:
 
 
 def _uuids(generated: int, rng: random.Random) -> list[str]:
-    """The page's testing UUIDs and ``generated`` random ones, a quarter of them ending in E (ERROR)."""
+    """The page's testing UUIDs and ``generated`` random ones, a quarter of them ending in E (ERROR).
+
+    The first three generated ones are, at the SAT, No cancelable (refused by the preflight), rejected
+    by the receiver though the provider says OK, and waiting for the receiver's acceptance.
+    """
     out = sorted(UUIDS_204) + sorted(UUIDS_211)
     for i in range(generated):
         u = f"{rng.getrandbits(128):032X}"
         u = f"{u[:8]}-{u[8:12]}-4{u[13:16]}-A{u[17:20]}-{u[20:]}"
-        last = "E" if i % 4 == 0 else rng.choice("0123456789ABCDF")
-        out.append(u[:-1] + last)
+        last = "E" if i % 4 == 0 and i >= 4 else rng.choice("0123456789ABCDF")
+        sat = {0: "C", 1: "A", 2: "8"}.get(i, u[-2])
+        out.append(u[:-2] + sat + last)
     return out
 
 
@@ -83,6 +103,23 @@ csd_cer = "{cer}"
 csd_key = "{key}"
 csd_password_file = "{password}"
 """
+
+
+def intended_view(uuid: str) -> str:
+    """The SAT view the demo should end with for ``uuid`` (the simulator's rules, both sides)."""
+    provider = intended_outcome(uuid)
+    kind = satworld.kind(uuid)
+    if kind == "no":
+        return str(View.NOT_CANCELLABLE)
+    if provider == "rejected":
+        return str(View.VALID)
+    if provider == "error" or kind == "rechazo":
+        return str(View.RECEIVER_REJECTED)
+    return str(View.CANCELLED)
+
+
+def intended_state(uuid: str) -> str:
+    return "rejected" if satworld.kind(uuid) == "no" else intended_outcome(uuid)
 
 
 def _write_config(
@@ -120,6 +157,23 @@ poll_interval_s = 1
 allowed_senders = ["*@solucionfactible.com"]
 confirm_with_status = true
 
+[sat]
+enabled = true
+url = "{sandbox.sat_url}"
+max_rps = 20
+interval_s = 0.5
+retry_base_s = 0.5
+retry_max_s = 2
+early_s = [0.5, 1, 2]
+window_interval_s = 1
+window_s = {SAT_WINDOW_S}
+margin_interval_s = 2
+margin_s = 4
+daily_s = 10
+horizon_s = 60
+not_found_retry_s = 0.5
+not_found_submit_after_s = 5
+
 [schedule]
 retry_base_s = 0.5
 retry_max_s = 4
@@ -138,6 +192,13 @@ secret = "{receiver.secret}"
 {issuers}"""
     )
     return config
+
+
+async def _sat_settled(ledger: Ledger) -> bool:
+    """Every job's SAT view is final (no follow-up ask planned)."""
+    now = utc_now()
+    open_views = {View.TO_SEND, View.NOT_ASKED, View.ACCEPTED, View.RECEIVER, View.NOT_FOUND}
+    return not any(judge(facts_of(j), now).view in open_views for j in await ledger.list_jobs())
 
 
 def _forgery(uuid: str) -> bytes:
@@ -169,9 +230,12 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
     try:
         provider = await ProviderClient.create(settings)
         watcher = Watcher(settings, ledger)
-        await ledger.add_jobs([job_spec(u, RFC) for u in uuids], utc_now(), source="demo")
+        specs = [job_spec(u, RFC, None, None, "XAXX010101000", "1160.00", sello_for(u)) for u in uuids]
+        await ledger.add_jobs(specs, utc_now(), source="demo")
         await watcher.connect()
         daemon = Daemon(settings, ledger, provider, watcher)
+        sat = SatClient(settings.sat.url, timeout_s=settings.sat.timeout_s, max_rps=settings.sat.max_rps)
+        SatFollower(settings, ledger, sat, clock=utc_now).attach(daemon)
         task = asyncio.create_task(daemon.run_forever())
         dispatcher = Dispatcher(settings, ledger, endpoints(settings))
         delivering = asyncio.create_task(dispatcher.run(daemon.stop))
@@ -186,7 +250,7 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
                 done = sum(counts[str(s)] for s in TERMINAL)
                 progress.update(bar, completed=done)
                 live.update(_view(counts, progress))
-                if done == len(uuids) and await ledger.event_count("untrusted"):
+                if done == len(uuids) and await ledger.event_count("untrusted") and await _sat_settled(ledger):
                     break
                 await asyncio.sleep(0.2)
         undelivered = await _drain(ledger)
@@ -194,11 +258,15 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
         await task
         await delivering
         await dispatcher.aclose()
+        await sat.aclose()
         mismatches = []
         for u in uuids:
             job = await ledger.get_job(u)
-            if str(job.state) != intended_outcome(u):
-                mismatches.append(f"{u}: {job.state}, intended {intended_outcome(u)}")
+            if str(job.state) != intended_state(u):
+                mismatches.append(f"{u}: {job.state}, intended {intended_state(u)}")
+            view = str(judge(facts_of(job), utc_now()).view)
+            if view != intended_view(u):
+                mismatches.append(f"{u}: SAT view {view}, intended {intended_view(u)}")
         if undelivered:
             mismatches.append(f"{undelivered} outbox events were not delivered to the demo's webhook receiver")
         reasons = [str(e.detail.get("reason")) for e in await ledger.events(forged) if e.kind == "untrusted"]
@@ -239,12 +307,15 @@ def run_demo(*, keep: bool, generated: int, console: Console, signing: str = "pr
         handler.addFilter(OneLineFilter())
     rng = random.Random(2022)
     uuids = _uuids(generated, rng)
-    forged = next(u for u in uuids[10:] if intended_outcome(u) == "error")
+    forged = next(u for u in uuids[10:] if intended_state(u) == "error")
     imap = start_pymap(directory / "imap", "demo", secrets.token_urlsafe(12))
     sandbox = Sandbox(
         SandboxConfig(
             notify_delay_s=2.0,
             latency_ms=20,
+            sat_receiver_s=3.0,
+            sat_window_s=SAT_WINDOW_S,
+            sat_lag_s=1.0,
             imap=ImapConfig(imap.host, imap.port, imap.user, imap.password),
             seed=7,
         )
@@ -259,7 +330,9 @@ def run_demo(*, keep: bool, generated: int, console: Console, signing: str = "pr
                 markup=False,
             )
         console.print(
-            f"simulator at {sandbox.url}, IMAP (pymap) at {imap.host}:{imap.port}; {len(uuids)} jobs", markup=False
+            f"simulator at {sandbox.url} (SAT at {sandbox.sat_url}), IMAP (pymap) at {imap.host}:{imap.port}; "
+            f"{len(uuids)} jobs",
+            markup=False,
         )
         imap.deliver(_forgery(forged))
         console.print(f"dropped a forged OK for {forged} from {FORGER}", markup=False)

@@ -57,15 +57,19 @@ def demo(keep: bool, generated: int, signing: str) -> int:
 
 async def _summary_table(config: Path) -> None:
     from reconciler.cli.reports import snapshot
+    from reconciler.daemon.health import sat_health
 
     snap = await with_ledger(Context(str(config)), snapshot)
     table(Table(("state", "count"), [*snap.counts.items(), ("total", sum(snap.counts.values()))], "final states"))
+    table(Table(("view", "count"), [(k.replace("_", " "), v) for k, v in snap.sat.items()], "at the SAT"))
+    sat = sat_health(snap.sat)
+    click.echo(f"check, the SAT's part: {sat.level.name} - {'; '.join(sat.problems) or 'all good'}")
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
 @click.pass_context
 def sandbox(ctx: click.Context) -> None:
-    """Run the provider simulator (see `reconciler sandbox --help`)."""
+    """Run the provider and SAT simulators (see `reconciler sandbox --help`)."""
     from reconciler.sandbox.cli import sandbox as command
 
     command.main(args=ctx.args, prog_name="reconciler sandbox", standalone_mode=False)

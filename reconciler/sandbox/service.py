@@ -274,6 +274,12 @@ class Service:
                 return Answer(621, f"{MESSAGES[621]}: RfcEmisor {verdict.rfc!r}"), info
             return self._accept(uuid, verdict.rfc, f.get("emailNotifica") or None), info
 
+    def landed(self, uuid: str) -> tuple[float, Literal["OK", "ERROR"]] | None:
+        """When the provider's cancellation of ``uuid`` lands at the SAT, and how (for the SAT simulator)."""
+        with self._lock:
+            tx = self._tx.get(uuid.upper())
+        return (tx.due, tx.result) if tx is not None else None
+
     def status(self, f: dict[str, str | None]) -> tuple[Answer, dict[str, Any]]:
         """Answer one ``getStatusCancelacionAsincrona``: 211 until due, then 200 + acuse or 213; 702 if unknown."""
         tid = f.get("transactionId")

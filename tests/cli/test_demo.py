@@ -23,6 +23,9 @@ def test_demo_runs_offline_and_exits_0() -> None:
     assert "every job reached the state the simulator intended" in out
     assert "refused: sender notificaciones@solucionfactib1e.com is not in mailbox.trust.allowed_senders" in out
     assert "demo ledger: " in out and "try: reconciler --config " in out
+    # The SAT's side: invoices cancelled at the SAT, receivers' rejections flagged, one preflight refusal.
+    assert "at the SAT" in out and "check, the SAT's part: WARNING - " in out and "receiver rejections" in out
+    assert "│ not cancellable   │ 1 " in out
     assert "Traceback" not in out + done.stderr
     assert "webhook receiver at http://127.0.0.1:" in out and "every signature verified (" in out
     assert "REFUSED" not in out
