@@ -343,7 +343,7 @@ def run_demo(*, keep: bool, generated: int, console: Console, signing: str = "pr
             for e in sandbox.record.entries()
             if e.operation in ("cancelarAsincrono", "enviarSolicitudCancelacionAsincrono") and e.operation != wanted
         ]
-        console.print(f"webhook receiver at {receiver.url}: {receiver.summary()}", markup=False)
+        console.print(f"webhook receiver at {receiver.url}: {receiver.summary()}", markup=False, soft_wrap=True)
         if receiver.forged:
             mismatches.append(f"the demo's webhook receiver refused {receiver.forged} signatures")
         result = DemoResult(not mismatches and reason is not None, directory, config, mismatches, forged, reason)
