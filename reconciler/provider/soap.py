@@ -298,8 +298,11 @@ def _open_cache(state_dir: Path) -> SqliteCache | None:
         return None
 
 
-def _bind(wsdl: str, port: str, endpoint: str | None, transport: _PooledTransport) -> AsyncServiceProxy:
-    """Parse the WSDL (blocking) and bind the configured port; ProviderError names what is wrong."""
+def _bind(wsdl: str, port: str, endpoint: str | None, transport: _PooledTransport) -> tuple[AsyncServiceProxy, str]:
+    """Parse the WSDL (blocking) and bind the configured port: the service and the address it posts to.
+
+    The address is returned beside the service because zeep's ServiceProxy keeps it only in a
+    private attribute (``_binding_options``); ProviderError names what is wrong."""
     try:
         document = Document(wsdl, transport, settings=ZeepSettings())  # type: ignore[arg-type]
     except ReconcilerError:  # a local WSDL past the size cap: the message names it already
@@ -327,7 +330,7 @@ def _bind(wsdl: str, port: str, endpoint: str | None, transport: _PooledTranspor
             raise ProviderError(f"provider.port: port {port} of {wsdl} has no operation {operation}") from e
     client = AsyncClient(document, transport=transport)  # type: ignore[no-untyped-call]
     options = {**found.binding_options, "address": address}
-    return AsyncServiceProxy(client, found.binding, **options)  # type: ignore[no-untyped-call]
+    return AsyncServiceProxy(client, found.binding, **options), address  # type: ignore[no-untyped-call]
 
 
 class ProviderClient:
@@ -337,6 +340,7 @@ class ProviderClient:
         self,
         settings: Settings,
         service: AsyncServiceProxy,
+        address: str,
         transport: _PooledTransport,
         password: str,
         csd: dict[str, _Csd],
@@ -349,7 +353,7 @@ class ProviderClient:
         self._password = password
         self._csd = csd
         self._sem = asyncio.Semaphore(settings.provider.max_concurrency)
-        self.address: str = service._binding_options["address"]
+        self.address = address
 
     @classmethod
     async def create(cls, settings: Settings) -> ProviderClient:
@@ -373,7 +377,7 @@ class ProviderClient:
             pools, wsdl_client, _open_cache(settings.state_dir), redact, max_reply_bytes=p.max_reply_bytes
         )
         try:
-            service = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport)
+            service, address = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport)
         except BaseException:
             await transport.aclose()
             raise
@@ -382,7 +386,7 @@ class ProviderClient:
         logger.info(
             "provider: port %s at %s, %d pool(s) of %d", p.port, p.endpoint or "the WSDL's address", npools, per_pool
         )
-        return cls(settings, service, transport, password, csd)
+        return cls(settings, service, address, transport, password, csd)
 
     @property
     def pools(self) -> int:
