@@ -26,7 +26,8 @@ from reconciler.jobs.states import State
 
 if TYPE_CHECKING:
     from reconciler.config import Settings
-    from reconciler.ledger.store import Job, Ledger
+    from reconciler.jobs.records import Job
+    from reconciler.ledger.store import Ledger
 
 T = TypeVar("T")
 STATES = tuple(str(s) for s in State)

@@ -26,8 +26,9 @@ from reconciler.backoff import next_attempt
 from reconciler.clock import iso, utc_now
 from reconciler.daemon import sdnotify
 from reconciler.errors import LedgerError
+from reconciler.jobs.records import Change, Job
 from reconciler.jobs.states import State, Trigger
-from reconciler.ledger.store import Change, Job, Ledger
+from reconciler.ledger.store import Ledger
 from reconciler.provider import breaker
 from reconciler.provider.codes import Outcome, StatusOutcome
 from reconciler.provider.outcomes import cancel_names_another, status_change

@@ -453,7 +453,7 @@ async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
 def test_fast_fetch_split_agrees_with_imapclients_parser(data: list[Any]) -> None:
     from imapclient.response_parser import parse_fetch_response
 
-    from reconciler.mailbox.watcher import split_fetch
+    from reconciler.mailbox.imap import split_fetch
 
     full = parse_fetch_response(data, False, True)
     expected = {uid: v for uid, item in full.items() for k, v in item.items() if k.startswith(b"BODY[")}
@@ -461,6 +461,6 @@ def test_fast_fetch_split_agrees_with_imapclients_parser(data: list[Any]) -> Non
 
 
 def test_fast_fetch_split_gives_up_on_unknown_shapes() -> None:
-    from reconciler.mailbox.watcher import split_fetch
+    from reconciler.mailbox.imap import split_fetch
 
     assert split_fetch([(b"1 (BODY[HEADER] {1}", b"x"), b")"]) is None  # no UID anywhere
