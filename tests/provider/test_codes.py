@@ -136,3 +136,18 @@ def test_codes_module_is_pure() -> None:
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= {"__future__", "dataclasses", "enum", "typing"}
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["reconciler.jobs.notices", "reconciler.mailbox.judge", "reconciler.mailbox.passes", "reconciler.mailbox.reconcile"],
+)
+def test_mailbox_decision_modules_are_pure(module: str) -> None:
+    # Everything they import, however indirectly, in a fresh interpreter: no seam library comes along.
+    import subprocess
+    import sys
+
+    seams = ["zeep", "imapclient", "aiosqlite", "httpx", "apscheduler", "sqlite3", "dkim", "dns"]
+    code = f"import sys, {module}; print(' '.join(m for m in {seams!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == []
