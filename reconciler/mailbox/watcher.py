@@ -10,12 +10,12 @@ the event loop never blocks on the network. A pass:
    the ledger's deduplication keeps the rescan exactly-once);
 3. per batch of ``batch_size`` UIDs, fetches only the header fields it needs
    with one ``UID FETCH first:last BODY.PEEK[HEADER.FIELDS (...)]`` on the IMAP
-   thread (:func:`reconciler.mailbox.imap.fetch_headers`: imapclient 4.1 sends a
-   ``first:last`` range as it is, but its general response parser is about forty
-   times slower on header blocks than the seam's own splitter, and speed is the
-   reason for it), and judges them (:mod:`reconciler.mailbox.judge`) on a second
-   thread, up to ``_AHEAD_UIDS`` messages ahead of the ledger so the server never
-   waits for us;
+   thread (:func:`reconciler.mailbox.imap.fetch_headers`), and judges them
+   (:mod:`reconciler.mailbox.judge`) on a second thread, up to ``_AHEAD_UIDS``
+   messages ahead of the ledger so the server never waits for us. imapclient 4.1
+   does not expand a ``first:last`` range (its ``fetch()`` sends one as given);
+   the seam reads the answer with its own splitter for speed: imapclient's
+   general response parser takes about a hundred times longer on header blocks;
 4. commits with one ledger transaction per group (:func:`apply`: the ledger reads
    the batch's jobs, :func:`reconciler.mailbox.reconcile.plan` decides, the ledger
    writes the decisions): whatever batches are ready when the ledger is free go

@@ -140,7 +140,12 @@ def test_codes_module_is_pure() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["reconciler.jobs.notices", "reconciler.mailbox.judge", "reconciler.mailbox.passes", "reconciler.mailbox.reconcile"],
+    [
+        "reconciler.jobs.notices",
+        "reconciler.mailbox.judge",
+        "reconciler.mailbox.passes",
+        "reconciler.mailbox.reconcile",
+    ],
 )
 def test_mailbox_decision_modules_are_pure(module: str) -> None:
     # Everything they import, however indirectly, in a fresh interpreter: no seam library comes along.
