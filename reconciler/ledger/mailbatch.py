@@ -30,7 +30,7 @@ import aiosqlite
 from reconciler.clock import iso
 from reconciler.jobs.notices import Applied, Decision, JobView, SeenMessage
 from reconciler.jobs.records import dumps
-from reconciler.jobs.states import TERMINAL, State, Trigger
+from reconciler.jobs.states import TERMINAL, State, Trigger, step
 
 # Rows per statement: bounds the JSON text and SQLite's parse of it. Replaying 50,000 notifications
 # in batches of 10,000, peak RSS was 113 MB with one statement per batch, 78 MB with statements of
@@ -168,6 +168,7 @@ def writes(folder: str, uidvalidity: int, decisions: Sequence[Decision], jobs: d
     job folded into the earlier, as sequential updates would leave it)."""
     out = Writes()
     updates: dict[str, list[Any]] = {}
+    states = {uuid: view.state for uuid, view in jobs.items()}  # as the decisions so far leave them
     for d in decisions:
         m = d.message
         detail = {
@@ -188,6 +189,8 @@ def writes(folder: str, uidvalidity: int, decisions: Sequence[Decision], jobs: d
         changed = d.after != d.before
         if changed or d.claim or d.check:
             assert m.uuid is not None and d.after is not None
+            _check_step(m.uuid, states.get(m.uuid), d)
+            states[m.uuid] = d.after
             row = [
                 str(d.after),
                 at if d.after in TERMINAL else None,
@@ -223,6 +226,19 @@ async def write(
     for i in range(0, len(rows.messages), _ROWS):
         await db.execute(_INSERT_MESSAGES, (folder, uidvalidity, at, dumps(rows.messages[i : i + _ROWS])))
     await db.execute(_CHECKPOINT, (folder, uidvalidity, last_uid, marked_uid, at))
+
+
+def _check_step(uuid: str, current: State | None, d: Decision) -> None:
+    """The ledger's own guard: a decision may only move a job along an edge of the state table."""
+    moved = d.after != d.before
+    legal = current is not None and d.before == current
+    if legal and moved:
+        legal = current is not None and d.trigger is not None and step(current, d.trigger).new == d.after
+    if not legal:
+        raise ValueError(
+            f"job {uuid}: a mailbox decision {d.before} -> {d.after} by {d.trigger} does not follow"
+            f" the state table from {current}"
+        )
 
 
 @cache
