@@ -15,7 +15,8 @@ from reconciler.errors import JobNotFoundError, ValidationError
 from reconciler.jobs.states import State
 
 if TYPE_CHECKING:
-    from reconciler.ledger.store import Job, Ledger
+    from reconciler.jobs.records import Job
+    from reconciler.ledger.store import Ledger
 
 output_option = click.option(
     "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to this file instead of stdout."

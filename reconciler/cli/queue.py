@@ -10,7 +10,8 @@ from reconciler.cli.context import Context, run, with_ledger
 from reconciler.cli.output import Report, output_options, render
 
 if TYPE_CHECKING:
-    from reconciler.ledger.store import Job, Ledger
+    from reconciler.jobs.records import Job
+    from reconciler.ledger.store import Ledger
 
 
 @click.command()

@@ -19,8 +19,9 @@ from reconciler.jobs.states import State
 
 if TYPE_CHECKING:
     from reconciler.daemon.health import Health, Snapshot
+    from reconciler.jobs.records import Job
     from reconciler.ledger.lock import Holder
-    from reconciler.ledger.store import Job, Ledger
+    from reconciler.ledger.store import Ledger
 
 STATES = tuple(str(s) for s in State)
 

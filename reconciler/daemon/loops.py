@@ -27,8 +27,9 @@ from reconciler.clock import iso, utc_now
 from reconciler.daemon import sdnotify
 from reconciler.daemon.totals import Totals
 from reconciler.errors import LedgerError
+from reconciler.jobs.records import Change, Job
 from reconciler.jobs.states import State, Trigger
-from reconciler.ledger.store import Change, Job, Ledger
+from reconciler.ledger.store import Ledger
 from reconciler.provider import breaker
 from reconciler.provider.breaker import Breaker, Load
 from reconciler.provider.codes import NOT_SENT

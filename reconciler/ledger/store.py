@@ -26,15 +26,13 @@ import aiosqlite
 from reconciler import backoff
 from reconciler.clock import iso
 from reconciler.errors import JobNotFoundError, LedgerError
+from reconciler.jobs.notices import SeenMessage
 from reconciler.jobs.records import AddResult, Change, Event, Job, dumps
 from reconciler.jobs.states import TERMINAL, State, Step, step
 from reconciler.jobs.validation import JobSpec
 from reconciler.ledger import contention, eventlog, files, mailbatch, sat
 from reconciler.ledger.eventlog import EventRow
 from reconciler.ledger.schema import MIGRATIONS, sha256_hex
-from reconciler.mailbox.reconcile import Applied, SeenMessage, plan
-
-__all__ = ["Applied", "Change", "Event", "Job", "Ledger", "SeenMessage"]
 
 log = logging.getLogger(__name__)
 
@@ -534,29 +532,21 @@ class Ledger:
         rows = await self._all("SELECT uidvalidity, last_uid FROM mailbox_state WHERE folder = ?", (folder,))
         return (int(rows[0]["uidvalidity"]), int(rows[0]["last_uid"])) if rows else None
 
-    async def apply_messages(
-        self,
-        folder: str,
-        uidvalidity: int,
-        messages: Sequence[SeenMessage],
-        last_uid: int,
-        now: datetime,
-        confirm_with_status: bool,
-        marked_uid: int = 0,
-    ) -> list[Applied]:
-        """Apply one batch of notifications exactly once and advance the checkpoint, in one transaction.
+    @asynccontextmanager
+    async def mail_batch(
+        self, folder: str, uidvalidity: int, messages: Sequence[SeenMessage]
+    ) -> AsyncIterator[mailbatch.Batch]:
+        """One write transaction over a batch of notifications, committed when the block ends.
 
-        ``marked_uid`` advances the mark watermark as :meth:`set_marked` does, in the same write.
+        The batch says what the ledger already holds (which messages are fresh, the jobs they
+        name, the Message-IDs already applied); the caller decides and hands the decisions to
+        :meth:`mailbatch.Batch.write`, which records them exactly once and advances the
+        checkpoint and the mark watermark in the same transaction. An error rolls it all back.
         """
-        at = iso(now)
         async with self._tx() as db:
-            state = await mailbatch.read_state(db, folder, uidvalidity, messages)
-            decisions = plan(state.fresh, state.jobs, state.applied_ids, confirm_with_status)
-            rows = mailbatch.writes(folder, uidvalidity, decisions, state.jobs, at)
-            await mailbatch.write(db, folder, uidvalidity, rows, last_uid, marked_uid, at)
-        result = [Applied(d.message.uid, d.outcome, d.message.uuid, d.mark) for d in decisions]
-        result.extend(Applied(m.uid, "duplicate", m.uuid, False) for m in messages if m.uid in state.known_uids)
-        return result
+            yield mailbatch.Batch(
+                db, folder, uidvalidity, await mailbatch.read_state(db, folder, uidvalidity, messages)
+            )
 
     async def pending_marks(self, folder: str, uidvalidity: int) -> list[int]:
         """UIDs committed as needing a mark (``\\Seen`` or a move) above the folder's mark watermark."""

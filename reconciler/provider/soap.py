@@ -262,8 +262,11 @@ def _open_cache(state_dir: Path) -> SqliteCache | None:
 
 def _bind(
     wsdl: str, port: str, endpoint: str | None, transport: _PooledTransport, signed: bool = False
-) -> AsyncServiceProxy:
-    """Parse the WSDL (blocking) and bind the configured port; ProviderError names what is wrong."""
+) -> tuple[AsyncServiceProxy, str]:
+    """Parse the WSDL (blocking) and bind the configured port: the service and the address it posts to.
+
+    The address is returned beside the service because zeep's ServiceProxy keeps it only in a
+    private attribute (``_binding_options``); ProviderError names what is wrong."""
     try:
         document = Document(wsdl, transport, settings=ZeepSettings())  # type: ignore[arg-type]
     except ReconcilerError:  # a local WSDL past the size cap: the message names it already
@@ -291,7 +294,7 @@ def _bind(
             raise ProviderError(f"provider.port: port {port} of {wsdl} has no operation {operation}") from e
     client = AsyncClient(document, transport=transport)  # type: ignore[no-untyped-call]
     options = {**found.binding_options, "address": address}
-    return AsyncServiceProxy(client, found.binding, **options)  # type: ignore[no-untyped-call]
+    return AsyncServiceProxy(client, found.binding, **options), address  # type: ignore[no-untyped-call]
 
 
 class ProviderClient:
@@ -301,6 +304,7 @@ class ProviderClient:
         self,
         settings: Settings,
         service: AsyncServiceProxy,
+        address: str,
         transport: _PooledTransport,
         password: str,
         csd: dict[str, Csd],
@@ -316,7 +320,7 @@ class ProviderClient:
         self._signers = signers
         self._said: set[str] = set()
         self._sem = asyncio.Semaphore(settings.provider.max_concurrency)
-        self.address: str = service._binding_options["address"]
+        self.address = address
 
     @classmethod
     async def create(cls, settings: Settings, signers: Signers | None = None) -> ProviderClient:
@@ -350,7 +354,7 @@ class ProviderClient:
         )
         try:
             signed = signers is not None and signers.any
-            service = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport, signed)
+            service, address = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport, signed)
         except BaseException:
             await transport.aclose()
             raise
@@ -359,7 +363,7 @@ class ProviderClient:
         logger.info(
             "provider: port %s at %s, %d pool(s) of %d", p.port, p.endpoint or "the WSDL's address", npools, per_pool
         )
-        return cls(settings, service, transport, password, csd, signers)
+        return cls(settings, service, address, transport, password, csd, signers)
 
     @property
     def pools(self) -> int:

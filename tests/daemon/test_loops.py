@@ -18,9 +18,11 @@ import pytest
 
 from reconciler.config import ScheduleSettings, Settings
 from reconciler.daemon.loops import Daemon
+from reconciler.jobs.notices import SeenMessage
 from reconciler.jobs.states import State
 from reconciler.jobs.validation import job_spec
-from reconciler.ledger.store import Ledger, SeenMessage
+from reconciler.ledger.store import Ledger
+from reconciler.mailbox.watcher import apply
 from reconciler.provider.soap import ProviderClient
 from reconciler.sandbox import UUIDS_204, UUIDS_211, Sandbox
 
@@ -149,7 +151,7 @@ async def test_confirmer_needs_the_status_call_and_stores_the_acuse(rig_factory:
     await rig.daemon.submit_pass()
     now = datetime.now(UTC)
     # Both claim OK; the provider knows `failing` ends in ERROR (213): a contradiction.
-    await rig.ledger.apply_messages("INBOX", 1, [ok_notice(1, good), ok_notice(2, failing)], 2, now, True)
+    await apply(rig.ledger, "INBOX", 1, [ok_notice(1, good), ok_notice(2, failing)], 2, now, True)
     assert await rig.state(good) == State.AWAITING
 
     async def resolved() -> bool:
@@ -169,7 +171,7 @@ async def test_forged_claim_for_unknown_transaction_is_a_conflict(rig_factory: C
     never_sent = ok_uuid()
     await rig.add(never_sent)
     # A trusted-looking OK arrives before we ever submitted: the provider has no transaction.
-    await rig.ledger.apply_messages("INBOX", 1, [ok_notice(1, never_sent)], 1, datetime.now(UTC), True)
+    await apply(rig.ledger, "INBOX", 1, [ok_notice(1, never_sent)], 1, datetime.now(UTC), True)
     assert await rig.daemon.confirm_pass() == 1
     job = await rig.ledger.get_job(never_sent)
     assert (job.state, job.claim) == (State.AWAITING, None)

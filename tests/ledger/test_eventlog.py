@@ -12,11 +12,11 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from reconciler.jobs.records import Job, dumps
+from reconciler.jobs.records import Change, Job, dumps
 from reconciler.jobs.states import TERMINAL, State, Trigger
 from reconciler.jobs.validation import job_spec
 from reconciler.ledger import eventlog
-from reconciler.ledger.store import Change, Ledger
+from reconciler.ledger.store import Ledger
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 PACKAGE = Path(__file__).resolve().parents[2] / "reconciler"

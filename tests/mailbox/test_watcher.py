@@ -434,33 +434,3 @@ async def _is(ledger: Ledger, uuid: str, wanted: State) -> bool:
 
 async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return any(text in r.getMessage() for r in caplog.records)
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        [(b"1 (UID 7 BODY[HEADER.FIELDS (FROM X-UUIDCANCELACION)] {5}", b"a: b\r"), b")"],
-        [(b"1 (BODY[HEADER.FIELDS (FROM X-UUIDCANCELACION)] {5}", b"a: b\r"), b" UID 7)"],
-        [b"2 (FLAGS (\\Seen))", (b"1 (UID 7 BODY[HEADER.FIELDS (FROM)] {2}", b"\r\n"), b")"],
-        [
-            (b"1 (UID 7 BODY[HEADER.FIELDS (FROM)] {1}", b"x"),
-            b")",
-            (b"2 (UID 9 BODY[HEADER.FIELDS (FROM)] {1}", b"y"),
-            b")",
-        ],
-    ],
-)
-def test_fast_fetch_split_agrees_with_imapclients_parser(data: list[Any]) -> None:
-    from imapclient.response_parser import parse_fetch_response
-
-    from reconciler.mailbox.watcher import split_fetch
-
-    full = parse_fetch_response(data, False, True)
-    expected = {uid: v for uid, item in full.items() for k, v in item.items() if k.startswith(b"BODY[")}
-    assert split_fetch(data) == expected
-
-
-def test_fast_fetch_split_gives_up_on_unknown_shapes() -> None:
-    from reconciler.mailbox.watcher import split_fetch
-
-    assert split_fetch([(b"1 (BODY[HEADER] {1}", b"x"), b")"]) is None  # no UID anywhere

@@ -154,6 +154,9 @@ PURE_MODULES = [
     "reconciler.mailbox.notification",
     "reconciler.mailbox.trust",
     "reconciler.mailbox.reconcile",
+    "reconciler.mailbox.judge",
+    "reconciler.mailbox.passes",
+    "reconciler.jobs.notices",
     "reconciler.daemon.totals",
     "reconciler.daemon.health",
 ]
