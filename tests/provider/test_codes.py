@@ -125,14 +125,3 @@ def test_table_is_total(code: int) -> None:
 def test_transport_failures_have_no_code_and_are_transient(name: str) -> None:
     c = codes.TRANSPORT[name]
     assert (c.code, c.outcome, c.known) == (None, Outcome.TRANSIENT, True)
-
-
-def test_codes_module_is_pure() -> None:
-    import ast
-    from pathlib import Path
-
-    tree = ast.parse(Path(codes.__file__).read_text())
-    imported = {
-        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
-    } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "dataclasses", "enum", "typing"}
