@@ -22,10 +22,10 @@ from typing import Any
 
 from reconciler.ledger.schema import MIGRATIONS
 from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, intended_outcome
+from reconciler.sandbox.config import TESTING_PASSWORD, TESTING_USER, write_config
 from reconciler.sandbox.imapserver import ImapServer, dovecot_available, start_dovecot, start_pymap
 
-USER = "testing@solucionfactible.com"
-PASSWORD = "timbrado.SF.16672"
+USER, PASSWORD = TESTING_USER, TESTING_PASSWORD
 MAIL_USER, MAIL_PASSWORD = "facturas", "Mailbox-Secret-9f2"
 NOTIFY = "facturas@example.com"
 RFC = "AAA010101AAA"
@@ -172,10 +172,6 @@ def start_stack(
             imap=ImapConfig(imap.host, imap.port, imap.user, imap.password),
         )
     ).start()
-    secrets = root / "secrets"
-    secrets.mkdir(exist_ok=True)
-    (secrets / "provider").write_text(PASSWORD)
-    (secrets / "mailbox").write_text(MAIL_PASSWORD)
     sched = {
         "retry_base_s": 0.2,
         "retry_max_s": 2.0,
@@ -185,31 +181,15 @@ def start_stack(
         "chase_interval_s": 0.5,
         **(schedule or {}),
     }
-    config = root / "config.toml"
-    config.write_text(
-        f"""[ledger]
-path = "{root / "state" / "ledger.sqlite3"}"
-[provider]
-wsdl = "{sandbox.wsdl_url}"
-usuario = "{USER}"
-password_file = "{secrets / "provider"}"
-notify_email = "{NOTIFY}"
-timeout_s = 2
-max_concurrency = 16
-[mailbox]
-host = "{imap.host}"
-port = {imap.port}
-security = "none"
-username = "{imap.user}"
-password_file = "{secrets / "mailbox"}"
-poll_interval_s = 1
-timeout_s = 10
-[mailbox.trust]
-allowed_senders = ["*@solucionfactible.com"]
-confirm_with_status = true
-[schedule]
-{chr(10).join(f"{k} = {v}" for k, v in sched.items())}
-{extra}
-"""
+    config = write_config(
+        root,
+        wsdl=sandbox.wsdl_url,
+        imap=imap,
+        provider_password=PASSWORD,
+        notify_email=NOTIFY,
+        provider={"timeout_s": 2, "max_concurrency": 16},
+        mailbox={"poll_interval_s": 1, "timeout_s": 10},
+        schedule=sched,
+        extra=extra,
     )
     return Stack(root, imap, sandbox, config)

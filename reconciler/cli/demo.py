@@ -36,16 +36,23 @@ from reconciler.logs import OneLineFilter
 from reconciler.mailbox.watcher import Watcher
 from reconciler.provider.soap import ProviderClient
 from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, intended_outcome
-from reconciler.sandbox.imapserver import ImapServer, start_pymap
+from reconciler.sandbox.config import write_config
+from reconciler.sandbox.imapserver import start_pymap
 
 log = logging.getLogger(__name__)
 
 RFC = "EKU9003173C9"
-USER = "testing@solucionfactible.com"
-PASSWORD = "timbrado.SF.16672"  # noqa: S105 the provider's published testing password
 NOTIFY = "demo@reconciler.invalid"
 FORGER = "Solución Factible <notificaciones@solucionfactib1e.com>"  # a look-alike domain
 DEADLINE_S = 55.0
+SCHEDULE = {
+    "retry_base_s": 0.5,
+    "retry_max_s": 4,
+    "status_check_after_s": 4,
+    "stale_after_s": 3600,
+    "submit_interval_s": 0.5,
+    "chase_interval_s": 1,
+}
 
 
 @dataclass
@@ -67,50 +74,6 @@ def _uuids(generated: int, rng: random.Random) -> list[str]:
         last = "E" if i % 4 == 0 else rng.choice("0123456789ABCDF")
         out.append(u[:-1] + last)
     return out
-
-
-def _write_config(directory: Path, sandbox: Sandbox, imap: ImapServer) -> Path:
-    secrets_dir = directory / "secrets"
-    secrets_dir.mkdir(mode=0o700)
-    (secrets_dir / "provider_password").write_text(PASSWORD)
-    (secrets_dir / "mailbox_password").write_text(imap.password)
-    config = directory / "config.toml"
-    config.write_text(
-        f"""# Written by `reconciler demo`: the simulator and pymap on loopback.
-[ledger]
-path = "{directory / "ledger.sqlite3"}"
-
-[provider]
-wsdl = "{sandbox.wsdl_url}"
-usuario = "{USER}"
-password_file = "{secrets_dir / "provider_password"}"
-notify_email = "{NOTIFY}"
-timeout_s = 5
-max_concurrency = 16
-
-[mailbox]
-host = "{imap.host}"
-port = {imap.port}
-security = "none"
-username = "{imap.user}"
-password_file = "{secrets_dir / "mailbox_password"}"
-idle = true
-poll_interval_s = 1
-
-[mailbox.trust]
-allowed_senders = ["*@solucionfactible.com"]
-confirm_with_status = true
-
-[schedule]
-retry_base_s = 0.5
-retry_max_s = 4
-status_check_after_s = 4
-stale_after_s = 3600
-submit_interval_s = 0.5
-chase_interval_s = 1
-"""
-    )
-    return config
 
 
 def _forgery(uuid: str) -> bytes:
@@ -198,7 +161,17 @@ def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
         )
     ).start()
     try:
-        config = _write_config(directory, sandbox, imap)
+        config = write_config(
+            directory,
+            wsdl=sandbox.wsdl_url,
+            imap=imap,
+            ledger=directory / "ledger.sqlite3",
+            notify_email=NOTIFY,
+            provider={"timeout_s": 5, "max_concurrency": 16},
+            mailbox={"idle": True, "poll_interval_s": 1},
+            schedule=SCHEDULE,
+            comment="Written by `reconciler demo`: the simulator and pymap on loopback.",
+        )
         settings = load_settings(config)
         console.print(
             f"simulator at {sandbox.url}, IMAP (pymap) at {imap.host}:{imap.port}; {len(uuids)} jobs", markup=False
