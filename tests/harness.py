@@ -8,6 +8,7 @@ and the ledger is inspected with plain sqlite3.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,30 @@ TESTING_UUIDS = sorted(UUIDS_204) + sorted(UUIDS_211)
 
 
 def wait_until(check: Callable[[], bool], seconds: float, what: str, *, poll: float = 0.1) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``seconds``."""
+    """Poll ``check`` until it holds; fail naming ``what`` after ``seconds``. The one poll-with-deadline."""
     deadline = time.monotonic() + seconds
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        time.sleep(poll)
+        time.sleep(poll)  # the poll interval, not a wait for something
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]],
+    seconds: float = 10.0,
+    what: str = "the condition",
+    *,
+    step: Callable[[], Awaitable[object]] | None = None,
+    poll: float = 0.05,
+) -> None:
+    """``wait_until`` for coroutines: await ``check`` until it holds, running ``step`` between tries if given."""
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        if step is not None:
+            await step()
+        await asyncio.sleep(poll)  # the poll interval, not a wait for something
 
 
 def generated_uuids(n: int, seed: int) -> list[str]:
