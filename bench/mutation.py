@@ -50,6 +50,7 @@ def mirror_tests(module: str) -> list[str]:
 
 def mutmut_table(modules: list[str], tests: list[str]) -> str:
     """The [tool.mutmut] table; tests that read a module's source (its imports) are left out: mutmut rewrites it."""
+
     def toml_list(items: list[str]) -> str:
         return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
@@ -58,15 +59,36 @@ def mutmut_table(modules: list[str], tests: list[str]) -> str:
 source_paths = ["reconciler"]
 only_mutate = {toml_list([source_file(m) for m in modules])}
 pytest_add_cli_args_test_selection = {toml_list(tests)}
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "--timeout", "120", "-k", "not module_is_pure"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "tests._mutation_plugin", "-q", "--timeout", "120",
+    "-k", "not module_is_pure"]
 use_git_change_detection = false
 """
+
+
+# mutmut forks every mutant's run from a process that has already run the tests: a functools cache
+# filled there (states.step, notification._addresses) would answer for the mutant without running it,
+# and the mutant would "survive". Every test starts with empty caches.
+PLUGIN = '''"""Written by bench/mutation.py: every test starts with empty functools caches."""
+import functools
+import gc
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _empty_caches():
+    for obj in gc.get_objects():
+        if isinstance(obj, functools._lru_cache_wrapper):
+            obj.cache_clear()
+    yield
+'''
 
 
 def prepare(work: Path, modules: list[str], tests: list[str]) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
     for name in ("reconciler", "tests"):
         shutil.copytree(ROOT / name, work / name, ignore=ignore, dirs_exist_ok=True)
+    (work / "tests" / "_mutation_plugin.py").write_text(PLUGIN)
     pyproject = (ROOT / "pyproject.toml").read_text()
     if "[tool.mutmut]" in pyproject:
         raise SystemExit("pyproject.toml has its own [tool.mutmut]: this script writes that table itself")

@@ -295,3 +295,74 @@ def test_dkim_lookup_failures_are_verdicts_unless_temporary(error: Exception, te
     else:
         verdict = assess(parsed, DKIM_ON, raw, dnsfunc=lookup)
         assert not verdict.trusted and f"DKIM key lookup failed: {type(error).__name__}" in verdict.reason
+
+
+# -- RFC 8601 tokens, word for word ---------------------------------------------------------------
+
+
+def _parsed(value: str) -> tuple[str, list[tuple[str, str, dict[str, str]]]] | None:
+    parsed = parse_authentication_results(value)
+    if parsed is None:
+        return None
+    return parsed.authserv_id, [(r.method, r.result, r.props) for r in parsed.results]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("mx;dkim=pass header.d=a.example", ("mx", [("dkim", "pass", {"header.d": "a.example"})])),
+        ("mx; DKIM/1 = PASS Header.D = a.example", ("mx", [("dkim", "pass", {"header.d": "a.example"})])),
+        ('mx; dkim="pass" header.d="a;b=c"', ("mx", [("dkim", "pass", {"header.d": "a;b=c"})])),
+        ('mx; dkim=pass header.d="a\\"b"', ("mx", [("dkim", "pass", {"header.d": 'a"b'})])),
+        (
+            "mx; dkim=pass (nested (deep) comment) header.d=a.example",
+            ("mx", [("dkim", "pass", {"header.d": "a.example"})]),
+        ),
+        ("mx; dkim=pass (escaped \\) paren) header.d=a.example", ("mx", [("dkim", "pass", {"header.d": "a.example"})])),
+        ("mx; dkim=pass header.d=first header.d=second", ("mx", [("dkim", "pass", {"header.d": "first"})])),
+        ("mx; dkim=pass = header.d=a x", ("mx", [("dkim", "pass", {"header.d": "a"})])),
+        ("mx; dkim=pass header.d=", ("mx", [("dkim", "pass", {})])),
+        ("mx; dkim pass; =x; dmarc=fail", ("mx", [("dmarc", "fail", {})])),
+        ("mx 1 (version); none", ("mx", [])),
+        ("mx(comment)x; none", ("mx", [])),
+        ('"m x"; none', ("m x", [])),
+        ('mx; reason="un', None),
+        ("mx; dkim=pass (open", None),
+        ("; dkim=pass", None),
+        ("= x; dkim=pass", None),
+        ("", None),
+    ],
+)
+def test_authentication_results_tokens(value: str, expected: object) -> None:
+    assert _parsed(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        (
+            ["mx; dkim=fail header.d=a.example"],
+            "Authentication-Results from mx: dkim=fail for a.example; need a pass for a.example",
+        ),
+        (["mx; dkim=fail"], "Authentication-Results from mx: dkim=fail; need a pass for a.example"),
+        (
+            ["mx; dmarc=fail header.from=A.example"],
+            "Authentication-Results from mx: dmarc=fail for a.example; need a pass for a.example",
+        ),
+        (["mx; dmarc=none"], "Authentication-Results from mx: dmarc=none; need a pass for a.example"),
+        # a subdomain's signature does not vouch for its parent
+        (
+            ["mx; dkim=pass header.i=x@Sub.A.example"],
+            "Authentication-Results from mx: dkim=pass for sub.a.example; need a pass for a.example",
+        ),
+        (["mx; dkim=pass header.i=x@A.example"], "mx: dkim=pass for a.example"),
+        (["mx; dkim=pass header.d=A.example; dmarc=fail"], "mx: dkim=pass for a.example"),
+        (["mx; dmarc=pass header.from=a.example"], "mx: dmarc=pass for a.example"),
+        (
+            ["MX; dkim=neutral; dmarc=temperror"],
+            "Authentication-Results from mx: dkim=neutral, dmarc=temperror; need a pass for a.example",
+        ),
+    ],
+)
+def test_authentication_results_reasons_word_for_word(headers: list[str], reason: str) -> None:
+    assert check_authentication_results(headers, " MX ".lower().strip(), "a.example").reason == reason
