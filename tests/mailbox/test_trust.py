@@ -16,7 +16,9 @@ import pytest
 from reconciler.config import TrustSettings
 from reconciler.mailbox.notification import Malformed, Notification, parse
 from reconciler.mailbox.trust import (
+    DKIM_ATTEMPTS,
     DkimUnavailable,
+    Postponements,
     aligned,
     assess,
     check_authentication_results,
@@ -366,3 +368,51 @@ def test_authentication_results_tokens(value: str, expected: object) -> None:
 )
 def test_authentication_results_reasons_word_for_word(headers: list[str], reason: str) -> None:
     assert check_authentication_results(headers, " MX ".lower().strip(), "a.example").reason == reason
+
+
+# -- Postponements: a temporary DKIM failure puts a message off, a bounded number of passes ----------
+
+
+def test_again_counts_to_the_limit_per_message_then_starts_afresh() -> None:
+    p = Postponements(limit=3)
+    assert [p.again(7), p.again(7), p.again(8), p.again(7)] == [True, True, True, False]
+    assert [p.again(7), p.again(8), p.again(8)] == [True, True, False]  # 7 started afresh; 8 reached 3
+
+
+def test_judge_puts_off_then_decides_naming_the_passes() -> None:
+    calls = {"n": 0}
+
+    def flaky(name: bytes, timeout: float = 5) -> bytes | None:
+        calls["n"] += 1
+        raise OSError("resolver unreachable")
+
+    raw = signed(notification(new_uuid()))
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    p = Postponements(limit=2)
+    assert p.judge(5, parsed, DKIM_ON, raw, dnsfunc=flaky) is None
+    verdict = p.judge(5, parsed, DKIM_ON, raw, dnsfunc=flaky)
+    assert verdict is not None and not verdict.trusted
+    assert verdict.reason.endswith("; still failing after 2 passes") and "OSError" in verdict.reason
+    assert calls["n"] == 2
+    assert p.judge(5, parsed, DKIM_ON, raw, dnsfunc=flaky) is None  # the count starts again after a verdict
+
+
+def test_a_verdict_clears_the_count() -> None:
+    raw = signed(notification(new_uuid()))
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+
+    def down(name: bytes, timeout: float = 5) -> bytes | None:
+        raise OSError("resolver unreachable")
+
+    p = Postponements(limit=2)
+    assert p.judge(9, parsed, DKIM_ON, raw, dnsfunc=down) is None
+    verdict = p.judge(9, parsed, DKIM_ON, raw, dnsfunc=dnsfunc)
+    assert verdict is not None and verdict.trusted, verdict
+    assert p.judge(9, parsed, DKIM_ON, raw, dnsfunc=down) is None  # one put-off again, not the verdict
+
+
+def test_the_default_limit_is_dkim_attempts() -> None:
+    p = Postponements()
+    assert [p.again(1) for _ in range(DKIM_ATTEMPTS)] == [True] * (DKIM_ATTEMPTS - 1) + [False]
