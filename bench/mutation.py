@@ -9,8 +9,9 @@ mutmut works in a copy: the script copies reconciler/, tests/ and pyproject.toml
 directory, writes the ``[tool.mutmut]`` table there, and runs ``mutmut run`` in it, so the working
 tree is never touched. Slow (minutes to an hour on two cores): not part of CI.
 
-Run: .venv/bin/python bench/mutation.py [--modules reconciler.jobs.states ...] [--max-children 2]
-     [--dir /tmp/mutation] [--json out.json]
+Run: .venv/bin/pip install -e '.[test,mutation]'
+     .venv/bin/python bench/mutation.py [--modules reconciler.jobs.states ...] [--max-children 2]
+         [--dir /tmp/mutation] [--json out.json] [--no-diffs]
 """
 
 from __future__ import annotations
