@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,24 @@ def diff(work: Path, mutant: str) -> str:
     )
 
 
+def run_mutmut(work: Path, modules: list[str], tests: list[str], untested: list[str], children: int) -> None:
+    prepare(work, modules, tests)
+    print(f"mutating {len(modules)} modules against {len(tests)} test files in {work}", flush=True)
+    if untested:
+        print(f"no mirror test file for: {', '.join(untested)}", flush=True)
+    with (work / "mutmut.log").open("w") as log:
+        run = subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if run.returncode != 0:
+        tail = (work / "mutmut.log").read_text(errors="replace")[-3000:]
+        raise SystemExit(f"mutmut run exited with {run.returncode}:\n{tail}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", nargs="+", default=list(PURE_MODULES), help="A subset of PURE_MODULES.")
@@ -129,6 +148,9 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, help="Work here (kept; a second run reuses mutmut's cache).")
     parser.add_argument("--json", type=Path, help="Also write the figures and survivors here.")
     parser.add_argument("--no-diffs", action="store_true", help="List the survivors without their diffs.")
+    parser.add_argument(
+        "--report", action="store_true", help="Only report what --dir holds (a finished or interrupted run)."
+    )
     args = parser.parse_args()
     unknown = sorted(set(args.modules) - set(PURE_MODULES))
     if unknown:
@@ -139,40 +161,33 @@ def main() -> None:
     tmp = None if args.dir else tempfile.TemporaryDirectory(prefix="reconciler-mutation-")
     work = args.dir or Path(tmp.name)  # type: ignore[union-attr]
     work.mkdir(parents=True, exist_ok=True)
+    if args.report and not (work / "mutants").is_dir():
+        raise SystemExit(f"--report: no mutmut run in {work}")
     try:
-        prepare(work, args.modules, tests)
-        print(f"mutating {len(args.modules)} modules against {len(tests)} test files in {work}", flush=True)
-        if untested:
-            print(f"no mirror test file for: {', '.join(untested)}", flush=True)
         started = time.perf_counter()
-        with (work / "mutmut.log").open("w") as log:
-            run = subprocess.run(
-                [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)],
-                cwd=work,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
+        if not args.report:
+            run_mutmut(work, args.modules, tests, untested, args.max_children)
         took = time.perf_counter() - started
-        if run.returncode != 0:
-            tail = (work / "mutmut.log").read_text(errors="replace")[-3000:]
-            raise SystemExit(f"mutmut run exited with {run.returncode}:\n{tail}")
         status = results(work)
         counts = Counter(status.values())
         killed = sum(counts[s] for s in KILLED)
         total = len(status)
-        survivors = sorted(name for name, s in status.items() if s not in KILLED)
-        ratio = killed / total if total else 0.0
-        print(f"\n{total} mutants in {took / 60:.1f} min: " + ", ".join(f"{n} {s}" for s, n in counts.most_common()))
-        print(f"kill ratio: {killed}/{total} = {ratio:.1%}")
-        by_module = Counter(name.split(".x_")[0].rsplit(".", 1)[0] for name in survivors)
+        checked = total - counts["not checked"]  # an interrupted run (--report) has some
+        survivors = sorted(name for name, s in status.items() if s not in KILLED and s != "not checked")
+        ratio = killed / checked if checked else 0.0
+        print(f"\n{total} mutants ({took / 60:.1f} min): " + ", ".join(f"{n} {s}" for s, n in counts.most_common()))
+        print(
+            f"kill ratio: {killed}/{checked} = {ratio:.1%}"
+            + (f" ({total - checked} not checked)" if checked < total else "")
+        )
+        by_module = Counter(re.split(r"\.x_|\.xǁ", name)[0] for name in survivors)
         print("survivors by module: " + (", ".join(f"{m} {n}" for m, n in by_module.most_common()) or "none"))
         for name in survivors:
             print(f"\n{status[name]}: {name}")
             if not args.no_diffs:
                 print(diff(work, name))
         if args.json:
-            figures = {"total": total, "killed": killed, "ratio": ratio, "counts": dict(counts)}
+            figures = {"total": total, "checked": checked, "killed": killed, "ratio": ratio, "counts": dict(counts)}
             args.json.write_text(json.dumps({**figures, "survivors": {n: status[n] for n in survivors}}, indent=2))
     finally:
         if tmp is not None:
