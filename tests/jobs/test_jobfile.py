@@ -116,8 +116,13 @@ def test_bounded_lines_stops_at_a_line_without_end() -> None:
 
 
 def test_bounded_lines_passes_lines_up_to_the_limit() -> None:
-    text = "x" * 9 + "\n" + "y" * 10
-    assert list(bounded_lines(io.StringIO(text), "f.csv", limit=10)) == ["x" * 9 + "\n", "y" * 10]
+    text = "x" * 9 + "\n" + "w" * 10 + "\n" + "y" * 10
+    assert list(bounded_lines(io.StringIO(text), "f.csv", limit=10)) == ["x" * 9 + "\n", "w" * 10 + "\n", "y" * 10]
+
+
+def test_bounded_lines_reads_at_most_one_character_past_the_limit() -> None:
+    with pytest.raises(ValidationError, match=r"^f\.csv: line 1: longer than 10 characters; not a job file$"):
+        list(bounded_lines(io.StringIO("x" * 11 + "\n"), "f.csv", limit=10))
 
 
 def test_bounded_lines_names_undecodable_text() -> None:

@@ -248,3 +248,34 @@ def test_a_long_message_is_cut_to_500_characters() -> None:
     long = StatusReply(213, "x" * 600, None, StatusOutcome.FAILED, None, None)
     change = status_change(job(), long, "chaser", NOW, LATER, 5)
     assert change.set["message"] == "x" * 500 and change.events[0][1]["message"] == "x" * 500
+
+
+def test_a_failure_keeps_evidence_and_words_only_from_a_refusal() -> None:
+    """A 213 carrying an unusable acuse: the job fails on the code, the acuse is not stored as evidence."""
+    odd = StatusReply(213, "denegada", b"<x/>", StatusOutcome.FAILED, Verdict(Kind.UNUSABLE, "unreadable"), "acuseSat")
+    change = status_change(job(claim="OK"), odd, "confirmer", NOW, LATER, 5)
+    assert change.set == {"code": 213, "message": "denegada", "check_at": None}
+    assert change.events[1] == ("conflict", {"reason": "OK notification contradicted by status code 213", "code": 213})
+
+
+def test_a_long_refusal_reason_is_cut_to_500() -> None:
+    long = Verdict(Kind.REFUSED, "r" * 600, 205, "gone")
+    change = status_change(
+        job(), StatusReply(200, U, ACCEPTED, StatusOutcome.FAILED, long, "acuseSat"), "c", NOW, LATER, 5
+    )
+    assert change.set["message"] == "r" * 500
+
+
+def test_the_whole_dispute_conflict_names_the_verdict_and_the_acuse() -> None:
+    other = ACCEPTED.replace(U.encode(), OTHER.encode())
+    change = status_change(job(), reply(other, source="mensaje"), "chaser", NOW, LATER, 5)
+    verdict = check(other, U)
+    assert change.events[1] == (
+        "conflict",
+        {
+            "reason": f"status 200 is not evidence: {verdict.reason}",
+            "code": 200,
+            "acuse_from": "mensaje",
+            "acuse_sha256": sha256(other),
+        },
+    )
