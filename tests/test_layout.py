@@ -9,6 +9,8 @@ modules: this file checks them and ``bench/mutation.py`` mutates them.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -23,7 +25,7 @@ PURE_MODULES: tuple[str, ...] = (
     "reconciler.errors",
     "reconciler.clock",
     "reconciler.backoff",
-    "reconciler.outside",
+    "reconciler.redact",
     "reconciler.jobs.states",
     "reconciler.jobs.validation",
     "reconciler.jobs.records",
@@ -31,10 +33,12 @@ PURE_MODULES: tuple[str, ...] = (
     "reconciler.provider.codes",
     "reconciler.provider.outcomes",
     "reconciler.provider.acuse",
+    "reconciler.provider.breaker",
     "reconciler.mailbox.notification",
     "reconciler.mailbox.trust",
     "reconciler.mailbox.reconcile",
     "reconciler.daemon.health",
+    "reconciler.daemon.totals",
 )
 # The outside libraries that only a seam may import (and sqlite3, which only the ledger may).
 SEAM_LIBRARIES = frozenset({"zeep", "imapclient", "aiosqlite", "httpx", "apscheduler", "sqlite3"})
@@ -133,6 +137,14 @@ def test_pure_module_imports_no_seam_library(module: str) -> None:
     assert not found, f"{module} is listed as pure but imports " + "; ".join(
         " -> ".join(chain) for chain in found.values()
     )
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_module_loads_no_seam_library_when_imported(module: str) -> None:
+    """The same rule at run time: what importing the module really loads, in a fresh interpreter."""
+    show = f"import sys, {module}; print(*sorted({{name.split('.')[0] for name in sys.modules}}))"
+    loaded = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True).stdout.split()
+    assert not SEAM_LIBRARIES & set(loaded), f"{module} loads {sorted(SEAM_LIBRARIES & set(loaded))}"
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,22 @@
 """The daemon as a process: open the ledger, provider and mailbox, run, stop on a signal, close.
 
 Only :func:`run` talks to systemd (READY=1 once the ledger is open and the first
-mailbox login succeeded, STOPPING=1) and decides the exit status: 0 after a
-clean stop, 1 when the ledger could not be written.
+mailbox login succeeded, STOPPING=1).  It returns what happened (:class:`Run`);
+the exit status is the CLI's decision.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from reconciler import backoff
 from reconciler.daemon import sdnotify
 from reconciler.daemon.loops import Daemon
+from reconciler.daemon.totals import Totals
 from reconciler.errors import MailboxError
 from reconciler.ledger.lock import DaemonLock
 from reconciler.ledger.store import Ledger
@@ -24,9 +28,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool) -> bool:
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What one run of the daemon did.
+
+    ``started``: the mailbox answered and the loops ran (False: stopped by a signal
+    while the first login was still being retried).  ``fatal``: the error that
+    stopped the loops (the ledger could not be written), None after a clean stop.
+    """
+
+    started: bool
+    totals: Totals = field(default_factory=Totals)
+    fatal: BaseException | None = None
+
+
+# The first mailbox login's retries: 1 s doubling to a minute, jittered (many daemons restarted
+# together do not knock on one IMAP server in step).
+LOGIN_BACKOFF_S = (1.0, 60.0)
+
+
+async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool, rng: random.Random | None = None) -> bool:
     """Log in to the mailbox; when ``retry``, keep trying with capped backoff until it answers or we stop."""
-    delay = 1.0
+    rng = rng or random.Random()
+    attempt = 0
     failing = False
     while True:
         try:
@@ -37,19 +61,19 @@ async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool) -> boo
             if not failing:
                 log.warning("mailbox: %s; retrying until it answers", e)
                 failing = True
+            attempt += 1
             try:
-                await asyncio.wait_for(stop.wait(), delay)
+                await asyncio.wait_for(stop.wait(), backoff.delay(attempt, *LOGIN_BACKOFF_S, rng))
                 return False
             except TimeoutError:
-                delay = min(delay * 2, 60.0)
-            continue
+                continue
         if failing:
             log.info("mailbox: logged in")
         return True
 
 
-async def run(settings: Settings, *, once: bool = False) -> int:
-    """Open everything, run, close everything; returns the process exit code."""
+async def run(settings: Settings, *, once: bool = False) -> Run:
+    """Open everything, run, close everything; returns what the run did."""
     # One daemon per ledger: the lock comes before anything touches the ledger or the provider.
     lock = DaemonLock.acquire(settings.ledger.path)
     try:
@@ -58,7 +82,7 @@ async def run(settings: Settings, *, once: bool = False) -> int:
         lock.release()
 
 
-async def _run_locked(settings: Settings, *, once: bool) -> int:
+async def _run_locked(settings: Settings, *, once: bool) -> Run:
     import signal
 
     from reconciler.mailbox.watcher import Watcher
@@ -86,7 +110,7 @@ async def _run_locked(settings: Settings, *, once: bool) -> int:
         await daemon.heartbeat(once=once)
         if not await _connect(watcher, daemon.stop, retry=not once):
             log.info("reconciler stopped before the mailbox answered")
-            return 0
+            return Run(started=False)
         sdnotify.notify("READY=1", "STATUS=ledger open, mailbox logged in")
         log.info(
             "reconciler started: ledger %s, mailbox %s/%s",
@@ -102,7 +126,7 @@ async def _run_locked(settings: Settings, *, once: bool) -> int:
         if daemon.fatal is None:
             await daemon.heartbeat(stopped=not once, once=once)
         log.info("reconciler stopped: %s", daemon.totals.line())
-        return 1 if daemon.fatal is not None else 0
+        return Run(started=True, totals=daemon.totals, fatal=daemon.fatal)
     finally:
         if watcher is not None:
             await watcher.close()

@@ -41,6 +41,7 @@ from typing import Literal
 
 from reconciler.errors import ValidationError
 from reconciler.jobs.validation import parse_uuid
+from reconciler.redact import show
 
 Status = Literal["OK", "ERROR"]
 
@@ -57,6 +58,7 @@ _FIELD_NAME = frozenset(chr(c) for c in range(33, 127) if c != ord(":"))
 _LDH = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 #: The addr-spec recorded for a From mailbox that could not be read unambiguously.
 INVALID = "<invalid address>"
+_SHOWN = 60  # characters of a bad header value quoted in a reason
 _MAX_TEXT = 998  # RFC 5322's line limit: longer values are cut in what we keep
 #: Fields a notification must carry exactly once: a repeat, even an identical one, is malformed
 #: (RFC 5322 allows one From; two UUID or status fields leave the claim to whichever a reader picks).
@@ -72,7 +74,6 @@ class Notification:
     status: Status
     message_id: str | None
     sender: str | None  # the From addr-spec, lower-cased; None unless From holds exactly one mailbox
-    sender_display: str | None
     from_addresses: tuple[str, ...]  # every From addr-spec, lower-cased, in order
     date: datetime | None  # UTC
     raw_from: str | None
@@ -200,7 +201,7 @@ def _bare_break(data: bytes) -> str | None:
 
 def _notification(headers: dict[str, list[str]]) -> Parsed:
     message_id = _message_id(headers)
-    addresses, display, raw_from = _from(headers)
+    addresses, raw_from = _from(headers)
     sender = addresses[0] if len(addresses) == 1 else None
     date = _date(headers)
 
@@ -215,17 +216,17 @@ def _notification(headers: dict[str, list[str]]) -> Parsed:
     services = {_text(SERVICE, v) for v in headers[SERVICE.lower()]}
     wrong = sorted(s for s in services if s.lower() != "cancelar")
     if wrong:
-        return malformed(f"{SERVICE} is {_show(wrong[0])}, not Cancelar")
+        return malformed(f"{SERVICE} is {show(wrong[0], _SHOWN)}, not Cancelar")
 
     uuids: set[str] = set()
     for raw in headers.get(UUID_HEADER.lower(), []):
         value = _text(UUID_HEADER, raw)
         if (where := _non_ascii(value)) is not None:  # U+FB00 "ﬀ" would fold to "FF" under upper()
-            return malformed(f"{UUID_HEADER} holds {where}: {_show(value)}")
+            return malformed(f"{UUID_HEADER} holds {where}: {show(value, _SHOWN)}")
         try:
             uuids.add(parse_uuid(value, UUID_HEADER))
         except ValidationError:
-            return malformed(f"{UUID_HEADER} is not a UUID: {_show(value)}")
+            return malformed(f"{UUID_HEADER} is not a UUID: {show(value, _SHOWN)}")
     if not uuids:
         return malformed(f"no {UUID_HEADER} header")
     if len(uuids) > 1:
@@ -235,19 +236,19 @@ def _notification(headers: dict[str, list[str]]) -> Parsed:
     raw_statuses = [_text(STATUS_HEADER, v) for v in headers.get(STATUS_HEADER.lower(), [])]
     for value in raw_statuses:
         if (where := _non_ascii(value)) is not None:
-            return malformed(f"{STATUS_HEADER} holds {where}: {_show(value)}", uuid)
+            return malformed(f"{STATUS_HEADER} holds {where}: {show(value, _SHOWN)}", uuid)
     statuses = {v.upper() for v in raw_statuses}
     if not statuses:
         return malformed(f"no {STATUS_HEADER} header", uuid)
     bad = sorted(s for s in statuses if s not in ("OK", "ERROR"))
     if bad:
-        return malformed(f"{STATUS_HEADER} is {_show(bad[0])}, not OK or ERROR", uuid)
+        return malformed(f"{STATUS_HEADER} is {show(bad[0], _SHOWN)}, not OK or ERROR", uuid)
     if len(statuses) > 1:
         return malformed(f"{STATUS_HEADER} headers disagree: {', '.join(sorted(statuses))}", uuid)
     status: Status = "OK" if statuses.pop() == "OK" else "ERROR"
 
     results = tuple(_clean(_unfold(v)) for v in headers.get(AUTH_RESULTS.lower(), []))
-    return Notification(uuid, status, message_id, sender, display, addresses, date, raw_from, results)
+    return Notification(uuid, status, message_id, sender, addresses, date, raw_from, results)
 
 
 def _first(headers: dict[str, list[str]], name: str) -> str | None:
@@ -260,21 +261,16 @@ def _message_id(headers: dict[str, list[str]]) -> str | None:
     return _clean(value) if value else None
 
 
-def _from(headers: dict[str, list[str]]) -> tuple[tuple[str, ...], str | None, str | None]:
+def _from(headers: dict[str, list[str]]) -> tuple[tuple[str, ...], str | None]:
     values = headers.get("from", [])
-    addresses: list[str] = []
-    display: str | None = None
-    for raw in values:
-        for addr_spec, name in _addresses(raw):
-            addresses.append(addr_spec)
-            display = display if display is not None else name
+    addresses = tuple(addr_spec for raw in values for addr_spec in _addresses(raw))
     raw_from = _clean(_unfold(values[0])) if values else None
-    return tuple(addresses), display, raw_from
+    return addresses, raw_from
 
 
 @lru_cache(maxsize=4096)
-def _addresses(raw: str) -> tuple[tuple[str, str | None], ...]:
-    """(addr-spec lower-cased, display name) of each mailbox in one From value.
+def _addresses(raw: str) -> tuple[str, ...]:
+    """The addr-spec of each mailbox in one From value, lower-cased (display names never count).
 
     A value the parser had to guess at (an InvalidHeaderDefect, e.g. ``x@good.com <y@evil.com>``)
     or a domain that is not a plain host name yields one :data:`INVALID` mailbox, which no
@@ -284,18 +280,18 @@ def _addresses(raw: str) -> tuple[tuple[str, str | None], ...]:
     try:
         header = _POLICY.header_factory("from", raw)
         if any(isinstance(d, errors.InvalidHeaderDefect) for d in header.defects):
-            return ((INVALID, None),)
+            return (INVALID,)
         if "=?" in raw and _encoded_addr_spec(raw):  # never decoded: the allowlist sees what an MTA routes
-            return ((INVALID, None),) * max(1, len(header.addresses))
-        found: list[tuple[str, str | None]] = []
+            return (INVALID,) * max(1, len(header.addresses))
+        found: list[str] = []
         for address in header.addresses:
             if not address.username or not address.addr_spec.isascii() or not _is_hostname(address.domain):
-                found.append((INVALID, None))
+                found.append(INVALID)
             else:
-                found.append((_clean(address.addr_spec.lower()), _clean(address.display_name) or None))
+                found.append(_clean(address.addr_spec.lower()))
         return tuple(found)
     except Exception:
-        return ((INVALID, None),)
+        return (INVALID,)
 
 
 def _encoded_addr_spec(raw: str) -> bool:
@@ -405,8 +401,3 @@ def _clean(value: str) -> str:
     if not value.isprintable():
         value = "".join(c if c.isprintable() else " " for c in value)
     return value[:_MAX_TEXT]
-
-
-def _show(value: str) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "...'"
