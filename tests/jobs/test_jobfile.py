@@ -49,7 +49,10 @@ def test_an_empty_file() -> None:
     [("uuid", "uuid"), ("uuid,rfc,extra", "uuid,rfc,extra"), ("uuid,rfc,uuid", "uuid,rfc,uuid"), ("rfc", "rfc")],
 )
 def test_a_bad_header(header: str, shown: str) -> None:
-    assert error([header]) == f"jobs.csv: line 1: header must be uuid,rfc[,motivo][,folio_sustitucion]; got {shown!r}"
+    assert (
+        error([header])
+        == f"jobs.csv: line 1: header must be uuid,rfc[,motivo][,folio_sustitucion][,rfc_receptor][,total][,sello]; got {shown!r}"
+    )
 
 
 def test_bad_rows_are_listed_by_line_and_nothing_is_imported() -> None:
