@@ -269,7 +269,7 @@ class WebhookSettings(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        from reconciler.events.webhooks import check_url
+        from reconciler.events.urls import check_url
 
         return check_url(v)
 
@@ -280,7 +280,7 @@ class WebhookSettings(_Section):
 
     @property
     def endpoint(self) -> str:
-        from reconciler.events.webhooks import display_url
+        from reconciler.events.urls import display_url
 
         return self.name or display_url(self.url)
 

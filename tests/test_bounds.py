@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid as uuidlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,9 +50,7 @@ def one_line_error(result: Any, code: int = 2) -> str:
 
 @pytest.mark.parametrize("command", [["status"], ["summary"], ["config", "check"], ["run", "--once"]])
 def test_config_from_dev_zero_is_one_line(command: list[str]) -> None:
-    started = time.monotonic()
-    result = run_cli("--config", ZERO, *command)
-    assert time.monotonic() - started < 20
+    result = run_cli("--config", ZERO, *command)  # a read without end would hit run_cli's timeout and fail
     out = result.stdout if command == ["config", "check"] else result.stderr
     assert f"config file {ZERO}: larger than 1 MiB (1048576 bytes); not read" in out
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -27,7 +27,7 @@ def _row(e: OutboxEvent) -> tuple[object, ...]:
 
 
 async def _resolve(ledger: Ledger, ref: str | None) -> int:
-    from reconciler.ledger.outbox import OutboxStore
+    from reconciler.events.store import OutboxStore
 
     if ref is None:
         return 0
@@ -54,7 +54,7 @@ def events(ctx: Context, since: str | None, types: tuple[str, ...], follow: bool
         raise ValidationError(f"--type: {e}") from None
 
     async def go(ledger: Ledger) -> None:
-        from reconciler.ledger.outbox import OutboxStore
+        from reconciler.events.store import OutboxStore
 
         store = OutboxStore(ledger)
         after = await _resolve(ledger, since)
@@ -94,7 +94,7 @@ def deliveries(ctx: Context, failed: bool, as_json: bool) -> None:
     """Per-endpoint delivery state of the outbox (webhooks and hooks)."""
 
     async def go(ledger: Ledger) -> object:
-        from reconciler.ledger.outbox import OutboxStore
+        from reconciler.events.store import OutboxStore
 
         store = OutboxStore(ledger)
         return await (store.failed() if failed else store.stats())
@@ -147,7 +147,7 @@ def redeliver(ctx: Context, refs: tuple[str, ...], since: str | None, enable: st
 
     async def go(ledger: Ledger) -> tuple[int, int, bool]:
         from reconciler.clock import utc_now
-        from reconciler.ledger.outbox import OutboxStore
+        from reconciler.events.store import OutboxStore
 
         store = OutboxStore(ledger)
         seqs: list[int] = []

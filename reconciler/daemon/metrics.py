@@ -64,7 +64,7 @@ class Metrics:
         self.overdue.set(overdue)
 
     def delivery_counts(self, stats: list[Any]) -> None:
-        """Per-endpoint delivery counts (:class:`reconciler.ledger.outbox.EndpointStat`)."""
+        """Per-endpoint delivery counts (:class:`reconciler.events.store.EndpointStat`)."""
         for s in stats:
             for state in ("pending", "delivered", "failed"):
                 self.deliveries.labels(s.name, state).set(getattr(s, state))

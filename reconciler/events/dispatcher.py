@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from reconciler.clock import iso, parse_iso, utc_now
 from reconciler.events.outbox import Attempt, OutboxEvent, Verdict, after_attempt
-from reconciler.ledger.outbox import Due, EndpointStat, OutboxStore
+from reconciler.events.store import Due, EndpointStat, OutboxStore
 
 if TYPE_CHECKING:
     from reconciler.config import Settings

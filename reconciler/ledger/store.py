@@ -306,7 +306,7 @@ class Ledger:
             raise LedgerError(f"ledger {self.path}: {e}") from e
 
     def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
-        """One write transaction, for the ledger's other stores (:mod:`reconciler.ledger.outbox`)."""
+        """One write transaction, for the ledger's other stores (:mod:`reconciler.events.store`)."""
         return self._tx()
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:

@@ -121,6 +121,11 @@ class Watcher:
 
     # -- connection ------------------------------------------------------------
 
+    @property
+    def capabilities(self) -> frozenset[bytes]:
+        """What the server announced after login (MOVE, UIDPLUS, IDLE decide the paths taken); empty before."""
+        return self._caps
+
     async def connect(self) -> None:
         """Log in and select the folder (creating processed_folder if configured); MailboxError on failure."""
         if self._client is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import math
 import threading
 import time
 from collections import Counter
@@ -167,6 +168,15 @@ class Service:
         """Answer ``code`` to every authenticated call for ``uuid`` (both operations), for tests and demos."""
         with self._lock:
             self.overrides[uuid.upper()] = (code, mensaje or f"código {code}")
+
+    def decide_now(self, *uuids: str) -> None:
+        """The SAT answers these accepted transactions now: their status call stops answering 211."""
+        with self._lock:
+            missing = [u for u in uuids if u.upper() not in self._tx]
+            if missing:
+                raise KeyError(f"no transaction for {', '.join(missing)}")
+            for uuid in uuids:
+                self._tx[uuid.upper()].due = -math.inf
 
     def unlock(self, usuario: str) -> None:
         with self._lock:

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.events.outbox import Attempt, Next, Verdict
+from reconciler.events.store import OutboxStore
 from reconciler.jobs.validation import JobSpec
-from reconciler.ledger.outbox import OutboxStore
 from reconciler.ledger.store import Ledger
 
 from ..conftest import run_cli

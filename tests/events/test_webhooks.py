@@ -14,7 +14,8 @@ import trustme
 
 from reconciler.events.outbox import OutboxEvent
 from reconciler.events.signature import key_of
-from reconciler.events.webhooks import WebhookSender, check_url, display_url
+from reconciler.events.urls import check_url, display_url
+from reconciler.events.webhooks import WebhookSender
 
 from .receiver import Receiver
 from .test_delivery import SECRET

@@ -10,10 +10,10 @@ import pytest
 
 from reconciler.errors import JobNotFoundError
 from reconciler.events.outbox import Attempt, Next, Verdict
+from reconciler.events.store import OutboxStore
 from reconciler.jobs.records import Change
 from reconciler.jobs.states import Trigger
 from reconciler.jobs.validation import JobSpec
-from reconciler.ledger.outbox import OutboxStore
 from reconciler.ledger.store import Ledger
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
