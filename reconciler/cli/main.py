@@ -508,7 +508,7 @@ def demo(keep: bool, generated: int) -> int:
     try:
         from reconciler.cli.demo import run_demo
     except ModuleNotFoundError as e:
-        raise ReconcilerError(f"the demo needs {e.name}: pip install 'reconciler[demo]'") from e
+        raise ReconcilerError(f"the demo needs {e.name}: pip install 'cfdi-reconciler[demo]'") from e
     console = Console()
     result = run_demo(keep=keep, generated=generated, console=console)
     from rich.markup import escape
@@ -568,6 +568,13 @@ def config_check(ctx: Context, as_json: bool) -> int:
             line = f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {one_line(c.detail)}"
             click.echo(line + (f" -> fix: {c.fix}" if c.fix else ""))
     return 0 if all(c.ok for c in checks) else 2
+
+
+from reconciler.cli.configinfo import config_example, config_show, config_unit  # noqa: E402
+
+config_group.add_command(config_example)
+config_group.add_command(config_unit)
+config_group.add_command(config_show)
 
 
 def _one_line(error: BaseException) -> str:
