@@ -56,6 +56,15 @@ class _Section(BaseModel):
 
 class LedgerSettings(_Section):
     path: Path = DEFAULT_LEDGER
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _not_empty(cls, v: Any) -> Any:
+        """An empty path would be the current directory (``.``), never what was meant."""
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
     # How long one write waits inside SQLite for another process's lock before the daemon logs
     # that it is waiting (it then keeps retrying: contention is never fatal).
     busy_timeout_s: float = Field(default=30.0, ge=0.05, le=3600.0)
@@ -298,36 +307,22 @@ def _secret(value: SecretStr | None, file: Path | None, key: str, credential: st
     raise ConfigError(f"{key}: missing (set {name}, {name}_file, or the systemd credential {credential})")
 
 
-def _describe(error: PydanticValidationError) -> str:
-    first = error.errors()[0]
-    loc = first.get("loc", ())
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        else:
-            parts.append(str(item))
-    key = ".".join(parts) or "config"
-    msg = first.get("msg", "invalid")
-    if first.get("type") == "extra_forbidden":
-        msg = "unknown key"
-    elif "input" in first and not any("password" in p or "token" in p for p in parts):
-        given = first["input"]
-        if isinstance(given, str | int | float | bool):
-            msg = f"{msg} (got {given!r})"
-    more = len(error.errors()) - 1
-    return f"{key}: {msg}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
-
-
 def load_settings(explicit_config: str | os.PathLike[str] | None = None) -> Settings:
     """Read and validate the whole configuration once; raise ConfigError naming the bad key."""
+    from reconciler.configerrors import describe
+    from reconciler.configsources import known_keys, unknown_env
+    from reconciler.errors import EnvironmentConfigError
+
     path, required = config_path(explicit_config)
     data = read_toml(path, required)
+    for name in unknown_env(os.environ, known_keys(Settings)):
+        raise EnvironmentConfigError(f"{name}: unknown environment variable (no such setting)", name)
     try:
         return Settings(**data)
     except PydanticValidationError as e:
         # Not chained: pydantic's error carries the raw input, which may be a secret.
-        raise ConfigError(_describe(e)) from None
+        text, variable = describe(e, os.environ)
+        raise (EnvironmentConfigError(text, variable) if variable else ConfigError(text)) from None
     except ValueError as e:  # pydantic-settings raises plain ValueError for unparsable env JSON
         raise ConfigError(f"environment: {e}") from None
     except RecursionError:  # JSON in an environment variable nested too deeply

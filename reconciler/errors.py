@@ -37,3 +37,11 @@ class MailboxError(ReconcilerError):
 
 class AlreadyRunningError(LedgerError):
     """Another daemon holds the ledger's lock; the message names its pid."""
+
+
+class EnvironmentConfigError(ConfigError):
+    """A setting given by an environment variable is invalid or unknown; ``variable`` names the variable."""
+
+    def __init__(self, message: str, variable: str) -> None:
+        super().__init__(message)
+        self.variable = variable

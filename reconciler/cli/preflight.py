@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from reconciler.errors import ReconcilerError
+from reconciler.errors import EnvironmentConfigError, ReconcilerError
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,8 @@ async def run_checks(config: str | os.PathLike[str] | None) -> list[Check]:
         settings = load_settings(config)
         settings.require_provider()
         settings.require_mailbox()
+    except EnvironmentConfigError as e:
+        return [Check("config", False, str(e), f"correct or unset the environment variable {e.variable}")]
     except ReconcilerError as e:
         return [Check("config", False, str(e), f"edit the key named above in {path} (see config.example.toml)")]
     checks = [Check("config", True, f"{path}: valid")]

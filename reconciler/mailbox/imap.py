@@ -110,9 +110,24 @@ def describe(error: object, secret: str = "") -> str:
         text = " ".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in error)
     else:
         text = str(error)
+    text = _unrepr(text)
     if secret:
         text = text.replace(secret, "***")
     return " ".join(text.split())[:200]
+
+
+def _unrepr(text: str) -> str:
+    """imaplib puts the server's bytes in its errors, and imapclient their repr: ``b'[AUTH...] ...'`` -> text."""
+    if len(text) >= 3 and text[0] == "b" and text[1] in "'\"" and text[-1] == text[1]:
+        import ast
+
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+    return text
 
 
 def uid_set(uids: Sequence[int]) -> str:
