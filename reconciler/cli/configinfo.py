@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.output import writing_stdout
+from reconciler.cli.output import emit_json, output_options, writing_stdout
 
 # Copies of the top-level config.example.toml and systemd/reconciler.service, shipped in the
 # wheel (tests/cli/test_configinfo.py keeps them equal to the originals).
@@ -41,7 +41,7 @@ def config_unit() -> None:
 
 
 @click.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")
+@output_options
 @click.pass_obj
 def config_show(ctx: object, as_json: bool) -> None:
     """The effective configuration: every key, secrets masked, and where each value came from."""
@@ -56,8 +56,7 @@ def config_show(ctx: object, as_json: bool) -> None:
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     rows = entries(settings, data, os.environ, Path(credentials) if credentials else None)
     if as_json:
-        body = {"config_file": str(path), "settings": [r.as_dict() for r in rows]}
-        _print(json.dumps(body, ensure_ascii=False) + "\n")
+        emit_json({"config_file": str(path), "settings": [r.as_dict() for r in rows]})
         return
     from reconciler.outside import one_line
 
