@@ -133,6 +133,8 @@ class MailboxSettings(_Section):
     poll_interval_s: float = Field(default=60.0, gt=0, le=DAY, allow_inf_nan=False)
     batch_size: int = Field(default=500, ge=1, le=5000)
     timeout_s: float = Field(default=60.0, gt=0, le=3600, allow_inf_nan=False)
+    # After a refused login: wait 60 s, doubling, at most this long (a wrong password retried fast locks accounts).
+    login_retry_max_s: float = Field(default=1800.0, gt=0, le=DAY, allow_inf_nan=False)
     trust: TrustSettings = TrustSettings()
 
     @property

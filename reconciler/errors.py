@@ -45,3 +45,11 @@ class EnvironmentConfigError(ConfigError):
     def __init__(self, message: str, variable: str) -> None:
         super().__init__(message)
         self.variable = variable
+
+
+class MailboxLoginError(MailboxError):
+    """The IMAP server refused the login (wrong password or token): retried slowly, shown by ``check``."""
+
+
+class ListenError(ReconcilerError):
+    """The metrics endpoint cannot listen on ``metrics.listen`` (port in use, address not local): a runtime error."""

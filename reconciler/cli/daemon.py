@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from reconciler.ledger.store import Ledger
 
 
+# `run --once` exit statuses for cron besides 0, 1 (ledger) and 2 (config): see README "Exit codes".
+BREAKER_OPEN = 3  # account-level provider codes stopped submissions: an operator must act, then `resume`
+UNANSWERED = 4  # the provider or the mailbox did not answer during the pass: it is retried at the next run
+
+
 @click.command()
 @click.option("--once", is_flag=True, help="One pass of every loop (no IDLE), then exit: for cron and tests.")
 @click.option(
@@ -25,8 +30,15 @@ if TYPE_CHECKING:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, for log shippers.",
+)
 @click.pass_obj
-def run(ctx: Context, once: bool, log_level: str) -> int:
+def run(ctx: Context, once: bool, log_level: str, log_format: str) -> int:
     """Run the daemon in the foreground (systemd: Type=notify)."""
     from reconciler import logs
     from reconciler.daemon import sdnotify
@@ -34,10 +46,17 @@ def run(ctx: Context, once: bool, log_level: str) -> int:
     settings = ctx.settings()
     settings.require_provider()
     settings.require_mailbox()
-    logs.setup(log_level, journal=sdnotify.journal_stream(), secrets=secrets(settings))
+    logs.setup(log_level, journal=sdnotify.journal_stream(), secrets=secrets(settings), fmt=log_format.lower())
     from reconciler.daemon.service import run as run_service
 
-    return run_async(run_service(settings, once=once))
+    outcome = run_async(run_service(settings, once=once))
+    if outcome.fatal:
+        return 1
+    if once and outcome.breaker_open:
+        return BREAKER_OPEN
+    if once and outcome.unanswered:
+        return UNANSWERED
+    return 0
 
 
 @click.command()

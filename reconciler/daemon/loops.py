@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.backoff import next_attempt
 from reconciler.clock import iso, utc_now
 from reconciler.daemon import sdnotify
-from reconciler.errors import LedgerError
+from reconciler.errors import LedgerError, MailboxError
 from reconciler.jobs.states import State, Trigger
 from reconciler.ledger.store import Change, Job, Ledger
 from reconciler.provider import breaker
@@ -97,8 +97,14 @@ class Daemon:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.unanswered: set[str] = set()  # servers that did not answer during this run: run --once's exit status
         password = settings.provider_password().get_secret_value()
         self._credentials = (settings.provider.usuario or "", password)
+
+    @property
+    def breaker_open(self) -> bool:
+        """Whether account-level provider codes stopped submissions (run --once's exit status)."""
+        return self._tripped
 
     # -- bookkeeping -------------------------------------------------------
 
@@ -250,6 +256,8 @@ class Daemon:
         now = self.clock()
         c = reply.classification
         self.totals.sent += 1
+        if reply.code is None:
+            self.unanswered.add("provider")
         if self.metrics is not None:
             self.metrics.submissions.inc()
             self.metrics.reply("cancelarAsincrono", reply.code, str(c.outcome))
@@ -361,6 +369,8 @@ class Daemon:
         sched = self.settings.schedule
         later = next_attempt(now, job.checks + 1, sched.retry_base_s, sched.retry_max_s, self.rng)
         outcome = reply.outcome
+        if reply.code is None:
+            self.unanswered.add("provider")
         if self.metrics is not None:
             self.metrics.reply("getStatusCancelacionAsincrona", reply.code, str(outcome))
         change = status_change(job, reply, source, now, later, sched.status_check_after_s)
@@ -423,7 +433,12 @@ class Daemon:
         if self.watcher is not None:
             async with self._pass("watcher") as go:
                 if go:
-                    await self.watcher.run_pass()
+                    try:
+                        await self.watcher.connect()  # a refused login is recorded for `check`
+                        await self.watcher.run_pass()
+                    except MailboxError as e:
+                        self.unanswered.add("mailbox")
+                        log.error("mailbox pass skipped: %s", e)
         await self.confirm_pass()
         await self.chase_pass()
 

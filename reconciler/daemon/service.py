@@ -1,19 +1,18 @@
 """The daemon as a process: open the ledger, provider and mailbox, run, stop on a signal, close.
 
-Only :func:`run` talks to systemd (READY=1 once the ledger is open and the first
-mailbox login succeeded, STOPPING=1) and decides the exit status: 0 after a
-clean stop, 1 when the ledger could not be written.
+Only :func:`run` talks to systemd (READY=1 once the ledger is open, STOPPING=1);
+it returns an :class:`Outcome` from which the CLI decides the exit status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reconciler.daemon import sdnotify
 from reconciler.daemon.loops import Daemon
-from reconciler.errors import MailboxError
 from reconciler.ledger.lock import DaemonLock
 from reconciler.ledger.store import Ledger
 
@@ -24,32 +23,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool) -> bool:
-    """Log in to the mailbox; when ``retry``, keep trying with capped backoff until it answers or we stop."""
-    delay = 1.0
-    failing = False
-    while True:
-        try:
-            await watcher.connect()
-        except MailboxError as e:
-            if not retry:
-                raise
-            if not failing:
-                log.warning("mailbox: %s; retrying until it answers", e)
-                failing = True
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-                return False
-            except TimeoutError:
-                delay = min(delay * 2, 60.0)
-            continue
-        if failing:
-            log.info("mailbox: logged in")
-        return True
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended, for the CLI to turn into an exit status (only the CLI knows exit codes).
+
+    ``fatal``: the ledger could not be written.  ``breaker_open``: submissions were stopped by an
+    account-level provider code.  ``unanswered``: the servers (``provider``, ``mailbox``) that did
+    not answer at least once during the run.
+    """
+
+    fatal: bool = False
+    breaker_open: bool = False
+    unanswered: frozenset[str] = frozenset()
 
 
-async def run(settings: Settings, *, once: bool = False) -> int:
-    """Open everything, run, close everything; returns the process exit code."""
+async def run(settings: Settings, *, once: bool = False) -> Outcome:
+    """Open everything, run, close everything; returns how it ended."""
     # One daemon per ledger: the lock comes before anything touches the ledger or the provider.
     lock = DaemonLock.acquire(settings.ledger.path)
     try:
@@ -58,7 +47,7 @@ async def run(settings: Settings, *, once: bool = False) -> int:
         lock.release()
 
 
-async def _run_locked(settings: Settings, *, once: bool) -> int:
+async def _run_locked(settings: Settings, *, once: bool) -> Outcome:
     import signal
 
     from reconciler.mailbox.watcher import Watcher
@@ -82,12 +71,11 @@ async def _run_locked(settings: Settings, *, once: bool) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
-        # A ledger we cannot write (read-only, disk full) must fail here, before READY=1.
+        # A ledger we cannot write (read-only, disk full) must fail here, before READY=1.  The
+        # mailbox is not waited for: the watcher logs in on its own and retries (a wrong password
+        # slowly), so submissions and `check` work while the mailbox is down or refuses us.
         await daemon.heartbeat(once=once)
-        if not await _connect(watcher, daemon.stop, retry=not once):
-            log.info("reconciler stopped before the mailbox answered")
-            return 0
-        sdnotify.notify("READY=1", "STATUS=ledger open, mailbox logged in")
+        sdnotify.notify("READY=1", "STATUS=ledger open")
         log.info(
             "reconciler started: ledger %s, mailbox %s/%s",
             settings.ledger.path,
@@ -102,7 +90,7 @@ async def _run_locked(settings: Settings, *, once: bool) -> int:
         if daemon.fatal is None:
             await daemon.heartbeat(stopped=not once, once=once)
         log.info("reconciler stopped: %s", daemon.totals.line())
-        return 1 if daemon.fatal is not None else 0
+        return Outcome(daemon.fatal is not None, daemon.breaker_open, frozenset(daemon.unanswered))
     finally:
         if watcher is not None:
             await watcher.close()

@@ -19,7 +19,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from reconciler.config import Settings, read_secret_file
-from reconciler.errors import MailboxError
+from reconciler.errors import MailboxError, MailboxLoginError
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ def open_imap(settings: Settings) -> IMAPClient:
             client.oauth2_login(mb.username, secret)
     except IMAP_ERRORS as e:
         close_quietly(client)
-        what = "login refused" if "login" in type(e).__name__.lower() else "cannot log in"
-        raise MailboxError(f"{where}: {what} for {mb.username}: {describe(e, secret)}") from None
+        refused = "login" in type(e).__name__.lower()
+        error = MailboxLoginError if refused else MailboxError
+        what = "login refused" if refused else "cannot log in"
+        raise error(f"{where}: {what} for {mb.username}: {describe(e, secret)}") from None
     except BaseException:
         close_quietly(client)
         raise

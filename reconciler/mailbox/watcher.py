@@ -44,9 +44,10 @@ from imapclient.response_parser import parse_fetch_response
 
 from reconciler.clock import iso, utc_now
 from reconciler.config import Settings
-from reconciler.errors import MailboxError
+from reconciler.errors import MailboxError, MailboxLoginError
 from reconciler.ledger.store import Ledger, SeenMessage
 from reconciler.mailbox.imap import IMAP_ERRORS, close_quietly, describe, open_imap, uid_set
+from reconciler.mailbox.login import LoginRecord, retry_delay
 from reconciler.mailbox.notification import AUTH_RESULTS, HEADER_FIELDS, Malformed, Notification, NotNotification, parse
 from reconciler.mailbox.trust import DnsFunc, Postponements, assess
 
@@ -126,6 +127,7 @@ class Watcher:
         # instead of each reconnecting to a server that just went away. A new pass clears it.
         self._failed = False
         self._stop_flag = threading.Event()
+        self.logins = LoginRecord(ledger, clock)
 
     # -- connection ------------------------------------------------------------
 
@@ -133,7 +135,12 @@ class Watcher:
         """Log in and select the folder (creating processed_folder if configured); MailboxError on failure."""
         if self._client is not None:
             return
-        await self._run(self._connect_sync)
+        try:
+            await self._run(self._connect_sync)
+        except MailboxLoginError as e:
+            await self.logins.refused(e)
+            raise
+        await self.logins.succeeded()
 
     def _connect_sync(self) -> None:
         self._failed = False
@@ -464,6 +471,13 @@ class Watcher:
                         await self._run(self._idle_wait)
                     else:
                         await _wait(stop, self._mb.poll_interval_s)
+                except MailboxLoginError as e:  # not an outage: retried slowly, never hammered (lockouts)
+                    await self._run(self._drop_sync)
+                    delay = retry_delay(self.logins.refusals, self._mb.login_retry_max_s, random.Random())
+                    log.error(
+                        "%s; next try in %.0fs (fix the password or token; `reconciler check` shows this)", e, delay
+                    )
+                    await _wait(stop, delay)
                 except MailboxError as e:
                     await self._run(self._drop_sync)
                     if outage is None:
