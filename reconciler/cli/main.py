@@ -16,7 +16,7 @@ import sys
 import click
 
 from reconciler import __version__
-from reconciler.cli import configinfo, daemon, export, preflight, queue, reports, sandbox
+from reconciler.cli import backup, configinfo, daemon, export, preflight, queue, reports, sandbox
 from reconciler.cli.context import Context
 from reconciler.cli.output import silence_stdout
 from reconciler.errors import ConfigError, ReconcilerError, ValidationError
@@ -50,6 +50,7 @@ cli.add_command(daemon.resume)
 cli.add_command(sandbox.demo)
 cli.add_command(sandbox.sandbox)
 cli.add_command(preflight.config_group)
+cli.add_command(backup.backup)
 preflight.config_group.add_command(configinfo.config_example)
 preflight.config_group.add_command(configinfo.config_unit)
 preflight.config_group.add_command(configinfo.config_show)
