@@ -54,7 +54,17 @@ async def run_checks(config: str | os.PathLike[str] | None) -> list[Check]:
     finally:
         await ledger.close()
     checks.append(await _provider(settings))
+    if settings.metrics.listen:
+        checks.append(_metrics(settings.metrics.listen, settings.ledger.path))
     return checks
+
+
+def _metrics(listen: str, ledger: Any) -> Check:
+    from reconciler.daemon.listen import probe
+    from reconciler.ledger import lock
+
+    ok, detail = probe(listen, lock.holder(ledger) is not None)
+    return Check("metrics", ok, detail, "" if ok else "set [metrics] listen to a free host:port of this machine")
 
 
 async def _mailbox(settings: Any, ledger: Any) -> Check:

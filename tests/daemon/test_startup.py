@@ -155,6 +155,12 @@ def test_metrics_port_in_use_is_exit_1_not_2(stack: Stack) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
+        env = {"RECONCILER_METRICS__LISTEN": f"127.0.0.1:{port}"}
+        preflight = run_cli("--config", str(stack.config), "config", "check", env=env)
+        assert preflight.returncode == 2
+        assert f"FAIL metrics  metrics.listen 127.0.0.1:{port}: cannot listen: Address already in use" in (
+            preflight.stdout
+        )
         done = run_cli(
             "--config", str(stack.config), "run", "--once", env={"RECONCILER_METRICS__LISTEN": f"127.0.0.1:{port}"}
         )
