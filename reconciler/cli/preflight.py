@@ -71,7 +71,7 @@ async def _mailbox(settings: Any, ledger: Any) -> Check:
     from reconciler.mailbox.watcher import Watcher
 
     mb = settings.mailbox
-    watcher = Watcher(settings, ledger)
+    watcher = Watcher(settings, ledger, record_logins=False)
     try:
         await watcher.connect()
     except ReconcilerError as e:

@@ -33,9 +33,10 @@ def retry_delay(refusals: int, cap_s: float, rng: random.Random) -> float:
 class LoginRecord:
     """Keeps the ledger's ``mailbox_login`` fact in step with the last login attempt."""
 
-    def __init__(self, ledger: Ledger, clock: Callable[[], datetime]) -> None:
+    def __init__(self, ledger: Ledger, clock: Callable[[], datetime], *, record: bool = True) -> None:
         self._ledger = ledger
         self._clock = clock
+        self._record = record
         self.refusals = 0
         self._since: str | None = None
         self._clear_pending = True  # a fact left by an earlier run is cleared by the first login that works
@@ -46,7 +47,8 @@ class LoginRecord:
         self.refusals += 1
         self._since = self._since or iso(now)
         fact = {"refused": True, "error": str(error)[:300], "since": self._since, "attempts": self.refusals}
-        await self._ledger.set_fact(FACT, fact, now)
+        if self._record:
+            await self._ledger.set_fact(FACT, fact, now)
         self._clear_pending = True
         return self.refusals
 
@@ -55,6 +57,6 @@ class LoginRecord:
         if self.refusals:
             log.info("mailbox: login accepted after %d refusal(s)", self.refusals)
         self.refusals, self._since = 0, None
-        if self._clear_pending:
+        if self._clear_pending and self._record:
             await self._ledger.clear_fact(FACT)
             self._clear_pending = False

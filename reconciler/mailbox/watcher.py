@@ -106,6 +106,7 @@ class Watcher:
         clock: Callable[[], datetime] = utc_now,
         dnsfunc: DnsFunc | None = None,
         on_pass: Callable[[PassStats], None] | None = None,
+        record_logins: bool = True,
     ) -> None:
         self._settings = settings
         self._on_pass = on_pass
@@ -127,7 +128,7 @@ class Watcher:
         # instead of each reconnecting to a server that just went away. A new pass clears it.
         self._failed = False
         self._stop_flag = threading.Event()
-        self.logins = LoginRecord(ledger, clock)
+        self.logins = LoginRecord(ledger, clock, record=record_logins)  # config check only tries
 
     # -- connection ------------------------------------------------------------
 

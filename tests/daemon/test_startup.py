@@ -206,3 +206,14 @@ def _as_nobody_eight_times(cmd: list[str], stack: Stack) -> None:
         assert done.returncode == 3, done.stdout + done.stderr
         assert done.stdout == f"RECONCILER UNKNOWN - ledger {stack.ledger}: Permission denied\n"
         assert done.stderr == "", done.stderr
+
+
+def test_config_check_reports_a_refused_login_as_text_and_records_nothing(stack: Stack) -> None:
+    (stack.root / "secrets" / "mailbox").write_text("Wrong-Mailbox-Password-5512")
+    done = run_cli("--config", str(stack.config), "config", "check")
+    assert done.returncode == 2
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("FAIL")]
+    assert line.startswith("FAIL mailbox  mailbox 127.0.0.1:")
+    assert "login refused for facturas: [AUTHENTICATIONFAILED] Authentication failed." in line
+    assert "b'" not in line and "Wrong-Mailbox-Password-5512" not in done.stdout + done.stderr
+    assert fact(stack, "mailbox_login") is None  # a trial is not the daemon's state: check stays as it was
