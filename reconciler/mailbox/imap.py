@@ -58,10 +58,13 @@ def open_imap(settings: Settings) -> IMAPClient:
             client.oauth2_login(mb.username, secret)
     except IMAP_ERRORS as e:
         close_quietly(client)
+        said = describe(e, secret)
         refused = "login" in type(e).__name__.lower()
-        error = MailboxLoginError if refused else MailboxError
+        # RFC 5530 [UNAVAILABLE]: the server cannot check credentials right now (Dovecot's auth
+        # process restarting): an outage, retried soon, not a refusal of the password.
+        error = MailboxLoginError if refused and "[UNAVAILABLE]" not in said.upper() else MailboxError
         what = "login refused" if refused else "cannot log in"
-        raise error(f"{where}: {what} for {mb.username}: {describe(e, secret)}") from None
+        raise error(f"{where}: {what} for {mb.username}: {said}") from None
     except BaseException:
         close_quietly(client)
         raise
