@@ -167,9 +167,12 @@ class MetricsSettings(_Section):
     def _host_port(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        _host, sep, port = v.rpartition(":")
+        host, sep, port = v.rpartition(":")
         if not sep or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
             raise ValueError(f"expected host:port with a port 1-65535, got {v!r}")
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if len(bare) > 253 or not all(c.isascii() and (c.isalnum() or c in ".-:") for c in bare):
+            raise ValueError(f"expected host:port with a host name or an IP address, got {v!r}")
         return v
 
 

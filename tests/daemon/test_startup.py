@@ -172,7 +172,17 @@ def test_metrics_port_in_use_is_exit_1_not_2(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize(
-    "listen", ["127.0.0.1:99999999999999999999", "127.0.0.1:http", "127.0.0.1", "127.0.0.1:0", ":-1"]
+    "listen",
+    [
+        "127.0.0.1:99999999999999999999",
+        "127.0.0.1:http",
+        "127.0.0.1",
+        "127.0.0.1:0",
+        ":-1",
+        "a b:80",
+        "hé:80",
+        "x" * 300 + ":1",
+    ],
 )
 def test_config_check_validates_metrics_listen_in_one_line(stack: Stack, listen: str) -> None:
     done = run_cli("--config", str(stack.config), "config", "check", env={"RECONCILER_METRICS__LISTEN": listen})
