@@ -10,6 +10,7 @@ import click
 
 from reconciler.cli.context import Context, with_ledger
 from reconciler.cli.context import run as run_async
+from reconciler.cli.output import Report, output_options, render
 from reconciler.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -37,11 +38,18 @@ UNANSWERED = 4  # the provider or the mailbox did not answer during the pass: it
     show_default=True,
     help="json: one JSON object per line, for log shippers.",
 )
+@output_options
 @click.pass_obj
-def run(ctx: Context, once: bool, log_level: str, log_format: str) -> int:
-    """Run the daemon in the foreground (systemd: Type=notify)."""
+def run(ctx: Context, once: bool, log_level: str, log_format: str, as_json: bool) -> int:
+    """Run the daemon in the foreground (systemd: Type=notify).
+
+    Logs go to stderr; ``--json`` prints what the run did on stdout when it ends.
+    Exit status 0 after a clean stop, 1 when the ledger could not be written; ``--once``
+    also 3 when the breaker is open and 4 when the provider or the mailbox did not answer.
+    """
     from reconciler import logs
     from reconciler.daemon import sdnotify
+    from reconciler.outside import one_line
 
     settings = ctx.settings()
     settings.require_provider()
@@ -49,12 +57,21 @@ def run(ctx: Context, once: bool, log_level: str, log_format: str) -> int:
     logs.setup(log_level, journal=sdnotify.journal_stream(), secrets=secrets(settings), fmt=log_format.lower())
     from reconciler.daemon.service import run as run_service
 
-    outcome = run_async(run_service(settings, once=once))
-    if outcome.fatal:
+    result = run_async(run_service(settings, once=once))
+    fatal = None if result.fatal is None else one_line(str(result.fatal))
+    document = {
+        "started": result.started,
+        "totals": result.totals.as_dict(),
+        "fatal": fatal,
+        "breaker_open": result.breaker_open,
+        "unanswered": sorted(result.unanswered),
+    }
+    render(Report(document), as_json)
+    if result.fatal is not None:
         return 1
-    if once and outcome.breaker_open:
+    if once and result.breaker_open:
         return BREAKER_OPEN
-    if once and outcome.unanswered:
+    if once and result.unanswered:
         return UNANSWERED
     return 0
 
@@ -97,8 +114,9 @@ def secrets(settings: Settings) -> list[str]:
 
 
 @click.command()
+@output_options
 @click.pass_obj
-def resume(ctx: Context) -> None:
+def resume(ctx: Context, as_json: bool) -> None:
     """Close the circuit breaker after fixing the provider account; submissions restart."""
     from reconciler.clock import utc_now
 
@@ -109,7 +127,10 @@ def resume(ctx: Context) -> None:
             await ledger.record_event(None, "breaker", "cli", detail, utc_now())
         return cleared
 
-    if run_async(with_ledger(ctx, go, write=True)):
-        click.echo("circuit breaker cleared: the daemon submits again at its next pass")
-    else:
-        click.echo("circuit breaker was not open; nothing changed")
+    cleared = run_async(with_ledger(ctx, go, write=True))
+    line = (
+        "circuit breaker cleared: the daemon submits again at its next pass"
+        if cleared
+        else "circuit breaker was not open; nothing changed"
+    )
+    render(Report({"cleared": cleared}, [line]), as_json)

@@ -1,18 +1,20 @@
 """The daemon as a process: open the ledger, provider and mailbox, run, stop on a signal, close.
 
-Only :func:`run` talks to systemd (READY=1 once the ledger is open, STOPPING=1);
-it returns an :class:`Outcome` from which the CLI decides the exit status.
+Only :func:`run` talks to systemd (READY=1 once the ledger is open: the mailbox
+watcher logs in on its own; STOPPING=1).  It returns what happened (:class:`Run`);
+the exit status is the CLI's decision.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reconciler.daemon import sdnotify
 from reconciler.daemon.loops import Daemon
+from reconciler.daemon.totals import Totals
 from reconciler.ledger.lock import DaemonLock
 from reconciler.ledger.store import Ledger
 
@@ -24,21 +26,24 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a run ended, for the CLI to turn into an exit status (only the CLI knows exit codes).
+class Run:
+    """What one run of the daemon did.
 
-    ``fatal``: the ledger could not be written.  ``breaker_open``: submissions were stopped by an
-    account-level provider code.  ``unanswered``: the servers (``provider``, ``mailbox``) that did
-    not answer at least once during the run.
+    ``started``: the loops ran.  ``fatal``: the error that stopped the loops (the
+    ledger could not be written), None after a clean stop.  ``breaker_open``:
+    account-level provider codes stopped submissions.  ``unanswered``: the servers
+    (``provider``, ``mailbox``) that did not answer at least once during the run.
     """
 
-    fatal: bool = False
+    started: bool
+    totals: Totals = field(default_factory=Totals)
+    fatal: BaseException | None = None
     breaker_open: bool = False
     unanswered: frozenset[str] = frozenset()
 
 
-async def run(settings: Settings, *, once: bool = False) -> Outcome:
-    """Open everything, run, close everything; returns how it ended."""
+async def run(settings: Settings, *, once: bool = False) -> Run:
+    """Open everything, run, close everything; returns what the run did."""
     # One daemon per ledger: the lock comes before anything touches the ledger or the provider.
     lock = DaemonLock.acquire(settings.ledger.path)
     try:
@@ -47,7 +52,7 @@ async def run(settings: Settings, *, once: bool = False) -> Outcome:
         lock.release()
 
 
-async def _run_locked(settings: Settings, *, once: bool) -> Outcome:
+async def _run_locked(settings: Settings, *, once: bool) -> Run:
     import signal
 
     from reconciler.mailbox.watcher import Watcher
@@ -90,7 +95,13 @@ async def _run_locked(settings: Settings, *, once: bool) -> Outcome:
         if daemon.fatal is None:
             await daemon.heartbeat(stopped=not once, once=once)
         log.info("reconciler stopped: %s", daemon.totals.line())
-        return Outcome(daemon.fatal is not None, daemon.breaker_open, frozenset(daemon.unanswered))
+        return Run(
+            started=True,
+            totals=daemon.totals,
+            fatal=daemon.fatal,
+            breaker_open=daemon.breaker_open,
+            unanswered=frozenset(daemon.unanswered),
+        )
     finally:
         if watcher is not None:
             await watcher.close()
