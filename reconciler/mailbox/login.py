@@ -58,5 +58,8 @@ class LoginRecord:
             log.info("mailbox: login accepted after %d refusal(s)", self.refusals)
         self.refusals, self._since = 0, None
         if self._clear_pending and self._record:
-            await self._ledger.clear_fact(FACT)
+            # Read first: a login must not write to the ledger when there is nothing to clear (a
+            # full disk is then reported once, by the loop that needed to write).
+            if FACT in await self._ledger.facts():
+                await self._ledger.clear_fact(FACT)
             self._clear_pending = False
