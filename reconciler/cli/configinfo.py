@@ -58,7 +58,7 @@ def config_show(ctx: object, as_json: bool) -> None:
     if as_json:
         emit_json({"config_file": str(path), "settings": [r.as_dict() for r in rows]})
         return
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     width = max(len(r.key) for r in rows)
     lines = [f"# config file: {one_line(str(path))}"]

@@ -49,7 +49,7 @@ def run(ctx: Context, once: bool, log_level: str, log_format: str, as_json: bool
     """
     from reconciler import logs
     from reconciler.daemon import sdnotify
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     settings = ctx.settings()
     settings.require_provider()

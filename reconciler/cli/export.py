@@ -75,7 +75,7 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
     import csv
 
     from reconciler.clock import iso, parse_iso
-    from reconciler.outside import csv_cell
+    from reconciler.redact import csv_cell
 
     since_iso = None
     if since is not None:

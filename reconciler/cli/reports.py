@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -25,7 +24,6 @@ if TYPE_CHECKING:
     from reconciler.ledger.store import Job, Ledger
 
 STATES = tuple(str(s) for s in State)
-CONFLICT_WINDOW = timedelta(hours=72)
 
 
 @click.command()
@@ -86,7 +84,7 @@ def status(ctx: Context, uuid: str | None, state: str | None, limit: int, as_jso
 async def snapshot(ledger: Ledger) -> Snapshot:
     """What ``summary``, ``check`` and the demo read from the ledger."""
     from reconciler.clock import iso, utc_now
-    from reconciler.daemon.health import Snapshot
+    from reconciler.daemon.health import CONFLICT_WINDOW, Snapshot
 
     since = iso(utc_now() - CONFLICT_WINDOW)
     return Snapshot(
@@ -204,7 +202,7 @@ def check(ctx: Context, warning: tuple[str, ...], critical: tuple[str, ...], int
     from reconciler.clock import utc_now
     from reconciler.daemon.health import Level, evaluate
     from reconciler.ledger import files, lock
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     limits = thresholds(warning, critical)
     found: list[str] | None = None
