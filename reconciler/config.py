@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -23,6 +23,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from reconciler.configfile import DEFAULT_LEDGER, ENV_PREFIX, SECRET_LIMIT, config_path, read_capped, read_toml
 from reconciler.errors import ConfigError
+
+if TYPE_CHECKING:
+    from reconciler.sat.schedule import Cadence
 
 PRODUCTION_WSDL = "https://solucionfactible.com/ws/services/Cancelacion?wsdl"
 DAY = 86400.0  # seconds: the upper bound of most intervals (bounds keep inf and 2**63 out)
@@ -92,6 +95,9 @@ class ProviderSettings(_Section):
 
 class IssuerSettings(_Section):
     rfc: str
+    # "provider": the CSD goes to the provider (with each request, or registered in its dashboard).
+    # "local": the SAT's Cancelacion is signed here and the key never leaves (reconciler/provider/local.py).
+    signing: Literal["provider", "local"] = "provider"
     csd_cer: Path | None = None
     csd_key: Path | None = None
     csd_password: SecretStr | None = None
@@ -187,6 +193,60 @@ class MetricsSettings(_Section):
         return v
 
 
+class SatSettings(_Section):
+    """``[sat]``: the SAT's public status service (ConsultaCFDIService) and the follow-up schedule."""
+
+    enabled: bool = False
+    url: str = "https://consultaqr.facturaelectronica.sat.gob.mx/ConsultaCFDIService.svc"
+    timeout_s: float = Field(default=30.0, gt=0, le=600, allow_inf_nan=False)
+    max_rps: float = Field(default=2.0, gt=0, le=100, allow_inf_nan=False)
+    preflight: bool = True
+    interval_s: float = Field(default=30.0, gt=0, le=DAY, allow_inf_nan=False)
+    retry_base_s: float = Field(default=60.0, gt=0, le=DAY, allow_inf_nan=False)
+    retry_max_s: float = Field(default=3600.0, gt=0, le=DAY, allow_inf_nan=False)
+    early_s: list[float] = Field(default=[120.0, 600.0, 1800.0], max_length=50)
+    window_interval_s: float = Field(default=3300.0, gt=0, le=DAY, allow_inf_nan=False)
+    window_s: float = Field(default=259200.0, ge=0, le=30 * DAY, allow_inf_nan=False)
+    margin_interval_s: float = Field(default=21600.0, gt=0, le=7 * DAY, allow_inf_nan=False)
+    margin_s: float = Field(default=172800.0, ge=0, le=30 * DAY, allow_inf_nan=False)
+    daily_s: float = Field(default=DAY, gt=0, le=30 * DAY, allow_inf_nan=False)
+    horizon_s: float = Field(default=30 * DAY, gt=0, le=365 * DAY, allow_inf_nan=False)
+    max_calls: int = Field(default=120, ge=1, le=10_000)
+    not_found_retry_s: float = Field(default=600.0, gt=0, le=DAY, allow_inf_nan=False)
+    not_found_submit_after_s: float = Field(default=21600.0, ge=0, le=30 * DAY, allow_inf_nan=False)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL, got {v!r}")
+        return v
+
+    @field_validator("early_s")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(not (0 < x <= DAY) for x in v):
+            raise ValueError("every early ask must be between 0 and 86400 seconds after the acceptance")
+        return v
+
+    def cadence(self) -> Cadence:
+        """The follow-up schedule (:class:`reconciler.sat.schedule.Cadence`) these keys describe."""
+        from reconciler.sat.schedule import Cadence as Schedule
+
+        return Schedule(
+            early_s=tuple(self.early_s),
+            window_interval_s=self.window_interval_s,
+            window_s=self.window_s,
+            margin_interval_s=self.margin_interval_s,
+            margin_s=self.margin_s,
+            daily_s=self.daily_s,
+            horizon_s=self.horizon_s,
+            max_calls=self.max_calls,
+            not_found_retry_s=self.not_found_retry_s,
+            not_found_submit_after_s=self.not_found_submit_after_s,
+        )
+
+
 class Settings(BaseSettings):
     """Everything reconciler reads at start; secrets never appear in its repr."""
 
@@ -203,6 +263,7 @@ class Settings(BaseSettings):
     mailbox: MailboxSettings = MailboxSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     metrics: MetricsSettings = MetricsSettings()
+    sat: SatSettings = SatSettings()
 
     @classmethod
     def settings_customise_sources(

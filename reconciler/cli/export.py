@@ -61,6 +61,13 @@ FIELDS = (
     "resolved_at",
     "overdue",
     "has_acuse",
+    "rfc_receptor",
+    "total",
+    "sat",
+    "sat_estado",
+    "sat_es_cancelable",
+    "sat_estatus_cancelacion",
+    "sat_checked_at",
 )
 
 
@@ -71,7 +78,7 @@ FIELDS = (
 @output_option
 @click.pass_obj
 def export(ctx: Context, fmt: str, state: str | None, since: str | None, output: str | None) -> None:
-    """Stream jobs with their outcome and acuse presence as CSV or JSON lines."""
+    """Stream jobs with their outcome, acuse presence and the SAT's word as CSV or JSON lines."""
     import csv
 
     from reconciler.clock import iso, parse_iso
@@ -85,12 +92,16 @@ def export(ctx: Context, fmt: str, state: str | None, since: str | None, output:
             raise ValidationError(f"--since: not a date: {since!r} (use YYYY-MM-DD or ISO-8601)") from e
 
     async def go(ledger: Ledger, out: IO[str]) -> int:
+        from reconciler.clock import utc_now
+        from reconciler.sat.verdict import facts_of, judge
+
         writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
         if writer:
             writer.writerow(FIELDS)
         n = 0
+        now = utc_now()
         async for job in ledger.iter_jobs(state=State(state) if state else None, since=since_iso):
-            row = job.as_dict()
+            row = {**job.as_dict(), "sat": str(judge(facts_of(job), now).view)}
             if writer:
                 writer.writerow(["" if row[k] is None else csv_cell(row[k]) for k in FIELDS])
             else:

@@ -1,15 +1,13 @@
-"""Queueing commands: ``submit`` one job, ``import`` a CSV file of them (no network: the daemon sends)."""
+"""Queueing commands: ``submit`` one job, ``import`` CSV and CFDI XML files of them (no network: the daemon sends)."""
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 import click
 
 from reconciler.cli.context import Context, run, with_ledger
 from reconciler.cli.output import Report, output_options, render
-from reconciler.errors import ValidationError
 
 if TYPE_CHECKING:
     from reconciler.ledger.store import Job, Ledger
@@ -43,24 +41,19 @@ def submit(ctx: Context, uuid: str, rfc: str, motivo: str, folio_sustitucion: st
 
 
 @click.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(allow_dash=True))
+@click.option("--motivo", default=None, help="SAT cancellation reason 01-04 for every CFDI XML file (default 02).")
+@click.option("--folio-sustitucion", default=None, help="The replacing invoice's UUID for every CFDI XML file.")
 @output_options
 @click.pass_obj
-def import_(ctx: Context, file: str, as_json: bool) -> None:
-    """Queue jobs from a CSV file (header uuid,rfc,motivo,folio_sustitucion), all or nothing."""
+def import_(
+    ctx: Context, paths: tuple[str, ...], motivo: str | None, folio_sustitucion: str | None, as_json: bool
+) -> None:
+    """Queue jobs from CSV files (header uuid,rfc,...) and CFDI XML files or directories, all or nothing."""
+    from reconciler.cli.importing import gather
     from reconciler.clock import utc_now
-    from reconciler.jobs.jobfile import bounded_lines, parse_jobs
 
-    if file == "-":
-        if sys.stdin is None:
-            raise ValidationError("<stdin>: stdin is closed")
-        specs = parse_jobs(bounded_lines(sys.stdin, "<stdin>"), "<stdin>")
-    else:
-        try:
-            with open(file, encoding="utf-8-sig", newline="") as f:
-                specs = parse_jobs(bounded_lines(f, file), file)
-        except OSError as e:
-            raise ValidationError(f"{file}: {e.strerror}") from e
+    specs = gather(paths, motivo, folio_sustitucion)
 
     async def go(ledger: Ledger) -> tuple[int, list[str]]:
         result = await ledger.add_jobs(specs, utc_now(), source="import")

@@ -35,7 +35,7 @@ STATES = tuple(str(s) for s in State)
 @output_options
 @click.pass_obj
 def status(ctx: Context, uuid: str | None, state: str | None, limit: int, as_json: bool) -> None:
-    """A table of jobs, or one job with its event history."""
+    """A table of jobs with the SAT's word on each, or one job with its event history."""
 
     if uuid is not None:
         from reconciler.jobs.validation import parse_uuid
@@ -60,7 +60,11 @@ def status(ctx: Context, uuid: str | None, state: str | None, limit: int, as_jso
     async def many(ledger: Ledger) -> list[Job]:
         return await ledger.list_jobs(State(state) if state else None, limit or None)
 
+    from reconciler.clock import utc_now
+    from reconciler.sat.verdict import facts_of, judge
+
     jobs = run(with_ledger(ctx, many))
+    now = utc_now()
     rows = [
         (
             j.uuid,
@@ -72,10 +76,11 @@ def status(ctx: Context, uuid: str | None, state: str | None, limit: int, as_jso
             j.created_at,
             j.resolved_at,
             "yes" if j.overdue else "",
+            judge(facts_of(j), now).cell(),
         )
         for j in jobs
     ]
-    columns = ("uuid", "rfc", "motivo", "state", "code", "attempts", "created", "resolved", "overdue")
+    columns = ("uuid", "rfc", "motivo", "state", "code", "attempts", "created", "resolved", "overdue", "sat")
     render(Report([j.as_dict() for j in jobs], [Table(columns, rows)]), as_json)
     if not as_json and limit and len(jobs) == limit:
         click.echo(f"(first {limit} jobs; --limit 0 shows all)", err=True)
@@ -92,6 +97,7 @@ async def snapshot(ledger: Ledger) -> Snapshot:
         await ledger.overdue_count(),
         await ledger.event_count("conflict", since),
         await ledger.facts(),
+        await ledger.sat_counts(utc_now()),
     )
 
 
@@ -126,6 +132,7 @@ class Summary:
     last_mailbox_pass: Mapping[str, Any] | None
     health: str
     problems: list[str]
+    sat: dict[str, int]  # reconciler.ledger.sat.COUNT_NAMES; all zero until the SAT is asked
 
     @classmethod
     def of(cls, snap: Snapshot, health: Health, held: Holder | None) -> Summary:
@@ -141,6 +148,7 @@ class Summary:
             last_mailbox_pass=facts.get("mailbox_pass"),
             health=health.level.name,
             problems=list(health.problems),
+            sat=dict(snap.sat),
         )
 
     def tables(self) -> list[Table]:
@@ -157,6 +165,11 @@ class Summary:
                 ],
                 "daemon",
             ),
+            *(
+                [Table(("view", "count"), [(k.replace("_", " "), v) for k, v in self.sat.items()], "at the SAT")]
+                if self.sat.get("asked")
+                else []
+            ),
         ]
 
 
@@ -164,7 +177,7 @@ class Summary:
 @output_options
 @click.pass_obj
 def summary(ctx: Context, as_json: bool) -> None:
-    """Counts per state and the daemon's health facts."""
+    """Counts per state (and per SAT view) and the daemon's health facts."""
     from reconciler.clock import utc_now
     from reconciler.daemon.health import evaluate
     from reconciler.ledger import lock

@@ -38,6 +38,7 @@ class Snapshot:
     overdue: int
     recent_conflicts: int
     facts: Mapping[str, Mapping[str, Any]]
+    sat: Mapping[str, int] = field(default_factory=dict)  # reconciler.ledger.sat.COUNT_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,10 @@ class Health:
         head = "; ".join(self.problems) if self.problems else "all good"
         perf = " ".join(f"{s}={n}" for s, n in snapshot.counts.items())
         jobs = f"{total} jobs ({counts or 'none'})"
-        return f"RECONCILER {self.level.name} - {head}; {jobs} | {perf} overdue={snapshot.overdue}"
+        sat = " ".join(f"sat_{k}={v}" for k, v in snapshot.sat.items()) if snapshot.sat.get("asked") else ""
+        return f"RECONCILER {self.level.name} - {head}; {jobs} | {perf} overdue={snapshot.overdue}" + (
+            f" {sat}" if sat else ""
+        )
 
 
 def _age(fact: Mapping[str, Any] | None, now: datetime) -> float | None:
@@ -153,4 +157,36 @@ def evaluate(
         n, hours = snapshot.recent_conflicts, CONFLICT_WINDOW // timedelta(hours=1)
         conflicts = f"{n} conflict{'s' if n != 1 else ''}"
         raise_to(Level.WARNING, f"{conflicts} in the last {hours}h (see `reconciler status UUID`)")
+    _sat_problems(snapshot.sat, raise_to)
     return Health(level, problems)
+
+
+def sat_health(sat: Mapping[str, int]) -> Health:
+    """The SAT dimension's part of :func:`evaluate` alone (the demo shows it)."""
+    level = Level.OK
+    problems: list[str] = []
+
+    def raise_to(new: Level, problem: str) -> None:
+        nonlocal level
+        level = max(level, new)
+        problems.append(problem)
+
+    _sat_problems(sat, raise_to)
+    return Health(level, problems)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _sat_problems(sat: Mapping[str, int], raise_to: Any) -> None:
+    """The SAT dimension: a contradiction is CRITICAL; a receiver's rejection or a late job a WARNING."""
+    if sat.get("contradiction"):
+        n = sat["contradiction"]
+        raise_to(Level.CRITICAL, f"{_plural(n, 'contradiction')}: provider OK, the SAT says Vigente past the window")
+    if sat.get("receiver_rejected"):
+        n = sat["receiver_rejected"]
+        raise_to(Level.WARNING, f"{_plural(n, 'receiver rejection')}: invoice still valid (see README, SAT states)")
+    if sat.get("late"):
+        n = sat["late"]
+        raise_to(Level.WARNING, f"{_plural(n, 'job')} past the acceptance window and not Cancelado at the SAT")

@@ -13,6 +13,7 @@ holds), and every reply is committed with its event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -30,6 +31,7 @@ from reconciler.jobs.states import State, Trigger
 from reconciler.ledger.store import Change, Job, Ledger
 from reconciler.provider import breaker
 from reconciler.provider.breaker import Breaker, Load
+from reconciler.provider.codes import NOT_SENT
 from reconciler.provider.outcomes import Decision, cancel_decision, status_decision
 
 if TYPE_CHECKING:
@@ -74,6 +76,8 @@ class Daemon:
         self._idle = asyncio.Event()
         self._idle.set()
         self.unanswered: set[str] = set()  # servers that did not answer during this run: run --once's exit status
+        # Loops registered from outside (the SAT follower): (name, pass, interval_s), each run guarded like the others.
+        self.passes: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]], float]] = []
         password = settings.provider_password().get_secret_value()
         self._credentials = (settings.provider.usuario or "", password)
 
@@ -104,6 +108,12 @@ class Daemon:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
+
+    async def guarded(self, name: str, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run a registered pass as the built-in ones run: skipped when stopping, a ledger failure fatal."""
+        async with self._pass(name) as go:
+            if go:
+                await fn()
 
     async def wait_idle(self, within_s: float) -> bool:
         """Wait for in-flight passes to finish; False if they did not within ``within_s``."""
@@ -223,15 +233,15 @@ class Daemon:
         c = reply.classification
         sched = self.settings.schedule
         later = next_attempt(now, job.attempts, sched.retry_base_s, sched.retry_max_s, self.rng)
-        self.totals.sent += 1
-        if reply.code is None:
+        self.totals.sent += c is not NOT_SENT  # held back by a failed local CSD: nothing was sent
+        if c is not NOT_SENT and reply.code is None:
             self.unanswered.add("provider")
         if self.metrics is not None:
             self.metrics.submissions.inc()
-            self.metrics.reply("cancelarAsincrono", reply.code, str(c.outcome))
+            self.metrics.reply(reply.operation, reply.code, str(c.outcome))
         decision = cancel_decision(job, reply, now, later, sched.status_check_after_s)
         await self._follow(job, decision, reply.code, reply.message)
-        log.info("job %s: cancelarAsincrono -> %s %s (%s)", job.uuid, reply.code, c.outcome, c.meaning)
+        log.info("job %s: %s -> %s %s (%s)", job.uuid, reply.operation, reply.code, c.outcome, c.meaning)
         await self.ledger.apply([decision.change], now)
 
     async def _follow(self, job: Job, decision: Decision, code: int | None, message: str) -> None:
@@ -341,6 +351,8 @@ class Daemon:
         """One pass of every loop, in dependency order, without IDLE."""
         await self.recover()
         await self.heartbeat(once=True)
+        for name, fn, _ in self.passes:
+            await self.guarded(name, fn)
         await self.submit_pass()
         if self.watcher is not None:
             async with self._pass("watcher") as go:
@@ -367,6 +379,7 @@ class Daemon:
             (self.confirm_pass, min(sched.submit_interval_s, 2.0)),
             (self.chase_pass, sched.chase_interval_s),
             (self.heartbeat_pass, self._watchdog_period()),
+            *((functools.partial(self.guarded, name, fn), s) for name, fn, s in self.passes),
         ]
         for fn, seconds in every:
             scheduler.add_job(

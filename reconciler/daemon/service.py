@@ -42,6 +42,19 @@ class Run:
     unanswered: frozenset[str] = frozenset()
 
 
+def _sat_client(settings: Settings) -> Any:
+    from reconciler.sat.client import SatClient
+
+    return SatClient(settings.sat.url, timeout_s=settings.sat.timeout_s, max_rps=settings.sat.max_rps)
+
+
+def _sat_follower(settings: Settings, ledger: Ledger, client: Any) -> Any:
+    from reconciler.clock import utc_now
+    from reconciler.daemon.sat_loop import SatFollower
+
+    return SatFollower(settings, ledger, client, clock=utc_now)
+
+
 async def run(settings: Settings, *, once: bool = False) -> Run:
     """Open everything, run, close everything; returns what the run did."""
     # One daemon per ledger: the lock comes before anything touches the ledger or the provider.
@@ -61,6 +74,7 @@ async def _run_locked(settings: Settings, *, once: bool) -> Run:
     ledger = await Ledger.open(settings.ledger.path, backup=True, busy_timeout_s=settings.ledger.busy_timeout_s)
     provider: ProviderClient | None = None
     watcher: Watcher | None = None
+    sat: Any = None
     endpoint: Any = None
     try:
         metrics = None
@@ -73,6 +87,9 @@ async def _run_locked(settings: Settings, *, once: bool) -> Run:
         on_pass = (lambda stats: metrics.mailbox(stats.outcomes, stats.duration_s)) if metrics is not None else None
         watcher = Watcher(settings, ledger, on_pass=on_pass)
         daemon = Daemon(settings, ledger, provider, watcher, metrics=metrics)
+        if settings.sat.enabled:
+            sat = _sat_client(settings)
+            _sat_follower(settings, ledger, sat).attach(daemon)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
@@ -107,6 +124,8 @@ async def _run_locked(settings: Settings, *, once: bool) -> Run:
             await watcher.close()
         if provider is not None:
             await provider.aclose()
+        if sat is not None:
+            await sat.aclose()
         if endpoint is not None:
             endpoint.shutdown()
             endpoint.server_close()

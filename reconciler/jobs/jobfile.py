@@ -9,7 +9,7 @@ from typing import IO
 from reconciler.errors import ValidationError
 from reconciler.jobs.validation import JobSpec, job_spec
 
-COLUMNS = ("uuid", "rfc", "motivo", "folio_sustitucion")
+COLUMNS = ("uuid", "rfc", "motivo", "folio_sustitucion", "rfc_receptor", "total", "sello")
 REQUIRED = ("uuid", "rfc")
 MAX_REPORTED = 20
 MAX_LINE = 4096  # characters: a row is about 60; /dev/zero or a binary file is not read without end
@@ -35,7 +35,8 @@ def parse_jobs(lines: Iterable[str], name: str = "<csv>") -> list[JobSpec]:
     """Every row as a JobSpec, or ValidationError listing the bad rows by line number.
 
     The header names the columns (``uuid,rfc,motivo,folio_sustitucion``; the last
-    two are optional, motivo defaults to 02).  A UUID twice in the file is an error.
+    two are optional, motivo defaults to 02; ``rfc_receptor``, ``total`` and ``sello``
+    are optional too: what the SAT's status service needs).  A UUID twice in the file is an error.
     """
     reader = csv.reader(lines)
     try:
@@ -51,7 +52,8 @@ def parse_jobs(lines: Iterable[str], name: str = "<csv>") -> list[JobSpec]:
     missing = [c for c in REQUIRED if c not in cols]
     if unknown or missing or len(set(cols)) != len(cols):
         raise ValidationError(
-            f"{name}: line 1: header must be uuid,rfc[,motivo][,folio_sustitucion]; got {','.join(cols)!r}"
+            f"{name}: line 1: header must be uuid,rfc[,motivo][,folio_sustitucion][,rfc_receptor][,total][,sello];"
+            f" got {','.join(cols)!r}"
         )
     index = {c: i for i, c in enumerate(cols)}
     specs: list[JobSpec] = []
@@ -70,7 +72,15 @@ def parse_jobs(lines: Iterable[str], name: str = "<csv>") -> list[JobSpec]:
                 return row[index[column]] if column in index else None
 
             try:
-                spec = job_spec(cell("uuid") or "", cell("rfc") or "", cell("motivo"), cell("folio_sustitucion"))
+                spec = job_spec(
+                    cell("uuid") or "",
+                    cell("rfc") or "",
+                    cell("motivo"),
+                    cell("folio_sustitucion"),
+                    cell("rfc_receptor"),
+                    cell("total"),
+                    cell("sello"),
+                )
             except ValidationError as e:
                 errors.append(f"line {line}: {e}")
                 continue

@@ -31,6 +31,7 @@ class Trigger(StrEnum):
     CONFIRMED_ERROR = "confirmed_error"  # trusted ERROR notification
     LOST = "lost"  # status call says 702: the provider has no transaction, submit again
     NOTIFIED = "notified"  # a trusted OK claim arrived before our record of the acceptance
+    NOT_CANCELLABLE = "not_cancellable"  # the SAT's preflight says No cancelable: never sent
 
 
 TERMINAL: frozenset[State] = frozenset({State.OK, State.ERROR, State.REJECTED})
@@ -48,6 +49,7 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (State.AWAITING, Trigger.LOST): State.QUEUED,
     (State.QUEUED, Trigger.NOTIFIED): State.AWAITING,
     (State.SUBMITTING, Trigger.NOTIFIED): State.AWAITING,
+    (State.QUEUED, Trigger.NOT_CANCELLABLE): State.REJECTED,
     **{(s, Trigger.CONFIRMED_OK): State.OK for s in _OUTCOME_FROM},
     **{(s, Trigger.CONFIRMED_ERROR): State.ERROR for s in _OUTCOME_FROM},
 }

@@ -130,4 +130,27 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN acuse_sha256 TEXT;
     UPDATE jobs SET acuse_sha256 = sha256(acuse) WHERE acuse IS NOT NULL;
     """,
+    # 4: what the SAT's status service needs (the receiver's RFC, the total, the sello's last 8
+    # characters) and the SAT's latest word on each job with its follow-up schedule: sat_due_at is
+    # the next ask (UTC text, like next_attempt_at), sat_cleared opens the preflight gate,
+    # sat_since is the acceptance the follow-up counts from, sat_until the end of the receiver's
+    # window, sat_late_after the window with margin.
+    """
+    ALTER TABLE jobs ADD COLUMN rfc_receptor TEXT;
+    ALTER TABLE jobs ADD COLUMN total TEXT;
+    ALTER TABLE jobs ADD COLUMN sello TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_estado TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_es_cancelable TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_estatus_cancelacion TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_checked_at TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_due_at TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_calls INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN sat_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN sat_first_at TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_since TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_until TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_late_after TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_cleared INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_sat_due ON jobs (sat_due_at) WHERE sat_due_at IS NOT NULL;
+    """,
 )

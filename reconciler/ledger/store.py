@@ -29,7 +29,7 @@ from reconciler.errors import JobNotFoundError, LedgerError
 from reconciler.jobs.records import AddResult, Change, Event, Job, dumps
 from reconciler.jobs.states import TERMINAL, State, Step, step
 from reconciler.jobs.validation import JobSpec
-from reconciler.ledger import contention, eventlog, files, mailbatch
+from reconciler.ledger import contention, eventlog, files, mailbatch, sat
 from reconciler.ledger.eventlog import EventRow
 from reconciler.ledger.schema import MIGRATIONS, sha256_hex
 from reconciler.mailbox.reconcile import Applied, SeenMessage, plan
@@ -74,6 +74,7 @@ _SETTABLE = frozenset(
         "acuse_sha256",
         "claim",
         "overdue_at",
+        *sat.SETTABLE,
     }
 )
 
@@ -125,6 +126,8 @@ class Ledger:
         self._lock = asyncio.Lock()
         self._rng = random.Random()
         self._closed = False
+        # With [sat] preflight, only jobs the SAT preflight cleared are claimed (set by the SAT follower).
+        self.preflight_gate = False
 
     # -- opening ---------------------------------------------------------
 
@@ -319,8 +322,11 @@ class Ledger:
             new = [s for s in specs if s.uuid not in existing]
             await db.executemany(
                 "INSERT INTO jobs (uuid, rfc_emisor, motivo, folio_sustitucion, state, created_at, updated_at,"
-                " next_attempt_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-                [(s.uuid, s.rfc_emisor, s.motivo, s.folio_sustitucion, at, at, at) for s in new],
+                " next_attempt_at, rfc_receptor, total, sello) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                [
+                    (s.uuid, s.rfc_emisor, s.motivo, s.folio_sustitucion, at, at, at, s.rfc_receptor, s.total, s.sello)
+                    for s in new
+                ],
             )
             await eventlog.append(
                 db, at, [(s.uuid, "created", source, {"state": "queued", "motivo": s.motivo}) for s in new]
@@ -457,8 +463,9 @@ class Ledger:
         """Move up to ``limit`` due queued jobs to ``submitting`` (committed before any request leaves)."""
         at = iso(now)
         async with self._tx() as db:
+            gate = " AND sat_cleared = 1" if self.preflight_gate else ""
             async with db.execute(
-                "SELECT uuid FROM jobs WHERE state = 'queued' AND next_attempt_at <= ? "
+                f"SELECT uuid FROM jobs WHERE state = 'queued' AND next_attempt_at <= ?{gate} "
                 "ORDER BY next_attempt_at, created_at LIMIT ?",
                 (at, limit),
             ) as cur:
@@ -475,6 +482,20 @@ class Ledger:
             jobs = Job.from_rows(rows)
         order = {u: i for i, u in enumerate(uuids)}
         return sorted(jobs, key=lambda j: order[j.uuid])
+
+    # -- the SAT dimension ----------------------------------------------------
+
+    async def sat_jobs(self, where: str, params: Sequence[Any]) -> list[Job]:
+        """Jobs matching one of the fixed conditions of :mod:`reconciler.ledger.sat`."""
+        if where not in (sat.PREFLIGHT_DUE, sat.TO_FOLLOW, sat.FOLLOW_DUE):
+            raise ValueError("sat_jobs: not one of reconciler.ledger.sat's conditions")
+        return Job.from_rows(await self._all(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {where}", params))
+
+    async def sat_counts(self, now: datetime) -> dict[str, int]:
+        """How many jobs are in each SAT view ``check`` and ``summary`` count (zero when the SAT was never asked)."""
+        at = iso(now)
+        row = (await self._all(sat.COUNTS_SQL, (at, at, at)))[0]
+        return {name: int(v or 0) for name, v in zip(sat.COUNT_NAMES, row, strict=True)}
 
     async def uuids_in(self, state: State) -> list[str]:
         return [r[0] for r in await self._all("SELECT uuid FROM jobs WHERE state = ?", (str(state),))]

@@ -78,3 +78,27 @@ def test_worst_problem_wins_and_all_are_listed() -> None:
     assert health.level == Level.CRITICAL and len(health.problems) == 2
     line = health.line(snap(facts, overdue=2))
     assert line.startswith("RECONCILER CRITICAL - ") and "| queued=1 " in line and "\n" not in line
+
+
+@pytest.mark.parametrize(
+    ("sat", "level", "problem"),
+    [
+        ({"asked": 5, "cancelled": 5}, Level.OK, None),
+        ({"asked": 5, "receiver_rejected": 1}, Level.WARNING, "1 receiver rejection: invoice still valid"),
+        ({"asked": 5, "late": 2}, Level.WARNING, "2 jobs past the acceptance window and not Cancelado"),
+        (
+            {"asked": 5, "contradiction": 1, "late": 1},
+            Level.CRITICAL,
+            "1 contradiction: provider OK, the SAT says Vigente past",
+        ),
+    ],
+)
+def test_the_sats_word_raises_the_level(sat: dict[str, int], level: Level, problem: str | None) -> None:
+    snapshot = Snapshot(COUNTS, 0, 0, ALIVE, sat)
+    health = evaluate(snapshot, NOW)
+    assert health.level == level
+    if problem is None:
+        assert health.problems == []
+    else:
+        assert any(problem in p for p in health.problems), health.problems
+    assert "sat_asked=5" in health.line(snapshot)

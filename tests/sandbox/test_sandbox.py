@@ -290,6 +290,7 @@ def test_the_command(tmp_path: Path) -> None:
         wsdl_url = proc.stdout.readline().strip()
         assert wsdl_url.startswith("http://127.0.0.1:") and wsdl_url.endswith("/ws/services/Cancelacion?wsdl")
         base = wsdl_url.split("/ws/")[0]
+        assert proc.stdout.readline().strip() == f"{base}/ConsultaCFDIService.svc"  # the SAT's status service
         u = new_uuid()
         body = (
             f'<e:Envelope xmlns:e="{soap.SOAP11}" xmlns:ns="{soap.NS}"><e:Body><ns:cancelarAsincrono>'
