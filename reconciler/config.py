@@ -59,6 +59,15 @@ class _Section(BaseModel):
 
 class LedgerSettings(_Section):
     path: Path = DEFAULT_LEDGER
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _not_empty(cls, v: Any) -> Any:
+        """An empty path would be the current directory (``.``), never what was meant."""
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
     # How long one write waits inside SQLite for another process's lock before the daemon logs
     # that it is waiting (it then keeps retrying: contention is never fatal).
     busy_timeout_s: float = Field(default=30.0, ge=0.05, le=3600.0)
@@ -141,6 +150,8 @@ class MailboxSettings(_Section):
     poll_interval_s: float = Field(default=60.0, gt=0, le=DAY, allow_inf_nan=False)
     batch_size: int = Field(default=500, ge=1, le=5000)
     timeout_s: float = Field(default=60.0, gt=0, le=3600, allow_inf_nan=False)
+    # After a refused login: wait 60 s, doubling, at most this long (a wrong password retried fast locks accounts).
+    login_retry_max_s: float = Field(default=1800.0, gt=0, le=DAY, allow_inf_nan=False)
     trust: TrustSettings = TrustSettings()
 
     @property
@@ -175,9 +186,12 @@ class MetricsSettings(_Section):
     def _host_port(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        _host, sep, port = v.rpartition(":")
+        host, sep, port = v.rpartition(":")
         if not sep or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
             raise ValueError(f"expected host:port with a port 1-65535, got {v!r}")
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if len(bare) > 253 or not all(c.isascii() and (c.isalnum() or c in ".-:") for c in bare):
+            raise ValueError(f"expected host:port with a host name or an IP address, got {v!r}")
         return v
 
 
@@ -468,36 +482,22 @@ def _secret(value: SecretStr | None, file: Path | None, key: str, name: str) -> 
     raise ConfigError(f"{key}: missing (set {short}, {short}_file, or the systemd credential {name})")
 
 
-def _describe(error: PydanticValidationError) -> str:
-    first = error.errors()[0]
-    loc = first.get("loc", ())
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        else:
-            parts.append(str(item))
-    key = ".".join(parts) or "config"
-    msg = first.get("msg", "invalid")
-    if first.get("type") == "extra_forbidden":
-        msg = "unknown key"
-    elif "input" in first and not any("password" in p or "token" in p for p in parts):
-        given = first["input"]
-        if isinstance(given, str | int | float | bool):
-            msg = f"{msg} (got {given!r})"
-    more = len(error.errors()) - 1
-    return f"{key}: {msg}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
-
-
 def load_settings(explicit_config: str | os.PathLike[str] | None = None) -> Settings:
     """Read and validate the whole configuration once; raise ConfigError naming the bad key."""
+    from reconciler.configerrors import describe
+    from reconciler.configsources import known_keys, unknown_env
+    from reconciler.errors import EnvironmentConfigError
+
     path, required = config_path(explicit_config)
     data = read_toml(path, required)
+    for name in unknown_env(os.environ, known_keys(Settings)):
+        raise EnvironmentConfigError(f"{name}: unknown environment variable (no such setting)", name)
     try:
         return Settings(**data)
     except PydanticValidationError as e:
         # Not chained: pydantic's error carries the raw input, which may be a secret.
-        raise ConfigError(_describe(e)) from None
+        text, variable = describe(e, os.environ)
+        raise (EnvironmentConfigError(text, variable) if variable else ConfigError(text)) from None
     except ValueError as e:  # pydantic-settings raises plain ValueError for unparsable env JSON
         raise ConfigError(f"environment: {e}") from None
     except RecursionError:  # JSON in an environment variable nested too deeply

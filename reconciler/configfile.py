@@ -94,7 +94,11 @@ def ledger_path(explicit_config: str | os.PathLike[str] | None = None) -> Path:
     path, required = config_path(explicit_config)
     data = read_toml(path, required)
     env = env_value("ledger.path")
-    if env:
+    if env is not None:
+        if not env.strip():
+            raise ConfigError(
+                "ledger.path: must not be empty; the value comes from the environment variable RECONCILER_LEDGER__PATH"
+            )
         return Path(env)
     section = data.get("ledger", {})
     if not isinstance(section, dict):

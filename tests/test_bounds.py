@@ -176,10 +176,10 @@ def test_timeout_inf_from_the_environment_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("[schedule]\nretry_base_s = 100\nretry_max_s = 10\n", "schedule: Value error, retry_base_s (100)"),
-        ("[metrics]\nlisten = '127.0.0.1:99999'\n", "metrics.listen: Value error, expected host:port"),
-        ("[metrics]\nlisten = '127.0.0.1:²'\n", "metrics.listen: Value error, expected host:port"),
-        ("[provider]\nmax_reply_bytes = 1000\n", "provider.max_reply_bytes: Input should be greater than or equal"),
+        ("[schedule]\nretry_base_s = 100\nretry_max_s = 10\n", "schedule: retry_base_s (100)"),
+        ("[metrics]\nlisten = '127.0.0.1:99999'\n", "metrics.listen: expected host:port"),
+        ("[metrics]\nlisten = '127.0.0.1:²'\n", "metrics.listen: expected host:port"),
+        ("[provider]\nmax_reply_bytes = 1000\n", "provider.max_reply_bytes: must be greater than or equal"),
     ],
 )
 def test_related_and_shaped_numbers(tmp_path: Path, toml: str, message: str) -> None:

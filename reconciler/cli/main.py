@@ -16,7 +16,7 @@ import sys
 import click
 
 from reconciler import __version__
-from reconciler.cli import daemon, events, export, preflight, queue, reports, sandbox
+from reconciler.cli import backup, configinfo, daemon, events, export, preflight, queue, reports, sandbox
 from reconciler.cli.context import Context
 from reconciler.cli.output import silence_stdout
 from reconciler.errors import ConfigError, ReconcilerError, ValidationError
@@ -53,6 +53,10 @@ cli.add_command(preflight.config_group)
 cli.add_command(events.events)
 cli.add_command(events.deliveries)
 cli.add_command(events.redeliver)
+cli.add_command(backup.backup)
+preflight.config_group.add_command(configinfo.config_example)
+preflight.config_group.add_command(configinfo.config_unit)
+preflight.config_group.add_command(configinfo.config_show)
 
 
 def _one_line(error: BaseException) -> str:

@@ -10,7 +10,7 @@ import click
 
 from reconciler.cli.context import Context, run
 from reconciler.cli.output import Report, output_options, render
-from reconciler.errors import ReconcilerError
+from reconciler.errors import EnvironmentConfigError, ReconcilerError
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +34,8 @@ async def run_checks(config: str | os.PathLike[str] | None) -> list[Check]:
         settings = load_settings(config)
         settings.require_provider()
         settings.require_mailbox()
+    except EnvironmentConfigError as e:
+        return [Check("config", False, str(e), f"correct or unset the environment variable {e.variable}")]
     except ReconcilerError as e:
         return [Check("config", False, str(e), f"edit the key named above in {path} (see config.example.toml)")]
     checks = [Check("config", True, f"{path}: valid")]
@@ -54,14 +56,24 @@ async def run_checks(config: str | os.PathLike[str] | None) -> list[Check]:
     finally:
         await ledger.close()
     checks.append(await _provider(settings, signers))
+    if settings.metrics.listen:
+        checks.append(_metrics(settings.metrics.listen, settings.ledger.path))
     return checks
+
+
+def _metrics(listen: str, ledger: Any) -> Check:
+    from reconciler.daemon.listen import probe
+    from reconciler.ledger import lock
+
+    ok, detail = probe(listen, lock.holder(ledger) is not None)
+    return Check("metrics", ok, detail, "" if ok else "set [metrics] listen to a free host:port of this machine")
 
 
 async def _mailbox(settings: Any, ledger: Any) -> Check:
     from reconciler.mailbox.watcher import Watcher
 
     mb = settings.mailbox
-    watcher = Watcher(settings, ledger)
+    watcher = Watcher(settings, ledger, record_logins=False)
     try:
         await watcher.connect()
     except ReconcilerError as e:

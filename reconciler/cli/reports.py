@@ -14,6 +14,7 @@ import click
 
 from reconciler.cli.context import Context, run, with_ledger
 from reconciler.cli.output import Report, Table, output_options, render
+from reconciler.cli.thresholds import critical_option, thresholds, warning_option
 from reconciler.errors import ReconcilerError
 from reconciler.jobs.states import State
 
@@ -29,7 +30,9 @@ STATES = tuple(str(s) for s in State)
 @click.command()
 @click.argument("uuid", required=False)
 @click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option("--limit", default=100, show_default=True, help="At most this many jobs (0: all).")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=100, show_default=True, help="At most this many jobs (0: all)."
+)
 @output_options
 @click.pass_obj
 def status(ctx: Context, uuid: str | None, state: str | None, limit: int, as_json: bool) -> None:
@@ -203,23 +206,35 @@ class Probe:
 
 
 @click.command()
+@warning_option
+@critical_option
+@click.option("--integrity", is_flag=True, help="Also run SQLite's quick_check on the ledger (reads every page).")
 @output_options
 @click.pass_obj
-def check(ctx: Context, as_json: bool) -> int:
+def check(ctx: Context, warning: tuple[str, ...], critical: tuple[str, ...], integrity: bool, as_json: bool) -> int:
     """Monitoring probe: one status line, Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)."""
     from reconciler.clock import utc_now
     from reconciler.daemon.health import Level, evaluate
-    from reconciler.ledger import lock
+    from reconciler.ledger import files, lock
     from reconciler.redact import one_line
 
+    limits = thresholds(warning, critical)
+    found: list[str] | None = None
     try:
+        if integrity:
+            found = files.quick_check(ctx.ledger_path())
         snap = run(with_ledger(ctx, snapshot))
     except ReconcilerError as e:
         problem = one_line(str(e))
-        probe = Probe(Level.UNKNOWN.name, int(Level.UNKNOWN), f"RECONCILER UNKNOWN - {problem}", [problem], None)
+        level = Level.CRITICAL if found not in (None, ["ok"]) else Level.UNKNOWN
+        problems = [f"ledger integrity check failed: {one_line('; '.join((found or [])[:3]))}", problem]
+        problems = problems if level == Level.CRITICAL else [problem]
+        line = f"RECONCILER {level.name} - {'; '.join(problems)}"
+        probe = Probe(level.name, int(level), line, problems, None)
     else:
-        health = evaluate(snap, utc_now())
-        daemon = DaemonProcess.of(lock.holder(ctx.ledger_path()))
+        held = lock.holder(ctx.ledger_path())
+        health = evaluate(snap, utc_now(), limits, running=held is not None, integrity=found)
+        daemon = DaemonProcess.of(held)
         head, sep, perf = health.line(snap).partition(" | ")
         line = f"{head}; {daemon.describe()}{sep}{perf}"
         probe = Probe(health.level.name, int(health.level), line, list(health.problems), daemon)

@@ -14,7 +14,12 @@ from reconciler.errors import ReconcilerError
 @click.command()
 @click.option("--keep", is_flag=True, help="Leave the simulator and IMAP server running until Ctrl-C.")
 @click.option(
-    "--jobs", "generated", default=40, show_default=True, help="Generated jobs besides the ten testing UUIDs."
+    "--jobs",
+    "generated",
+    type=click.IntRange(1, 100_000),
+    default=40,
+    show_default=True,
+    help="Generated jobs besides the ten testing UUIDs (1-100000).",
 )
 @click.option(
     "--signing",

@@ -42,6 +42,20 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Thresholds:
+    """``check -w/-c``: from how many overdue jobs, and from what heartbeat age, a level is raised.
+
+    None leaves that level to the default rule: any overdue job is a WARNING; a heartbeat older
+    than three of the daemon's own intervals is CRITICAL.
+    """
+
+    overdue_warning: int | None = None
+    overdue_critical: int | None = None
+    heartbeat_warning_s: float | None = None
+    heartbeat_critical_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     level: Level
     problems: list[str] = field(default_factory=list)
@@ -67,8 +81,21 @@ def _age(fact: Mapping[str, Any] | None, now: datetime) -> float | None:
         return None
 
 
-def evaluate(snapshot: Snapshot, now: datetime) -> Health:
-    """The worst problem decides the level; every problem is listed."""
+def evaluate(
+    snapshot: Snapshot,
+    now: datetime,
+    thresholds: Thresholds | None = None,
+    *,
+    running: bool | None = None,
+    integrity: list[str] | None = None,
+) -> Health:
+    """The worst problem decides the level; every problem is listed.
+
+    ``running``: whether a process holds the daemon's lock (None: not known), so a live daemon
+    with a late heartbeat is reported as stuck, never as "not running".  ``integrity``: what
+    SQLite's ``quick_check`` found (``check --integrity``); anything but ``["ok"]`` is CRITICAL.
+    """
+    limits = thresholds or Thresholds()
     level = Level.OK
     problems: list[str] = []
 
@@ -84,16 +111,35 @@ def evaluate(snapshot: Snapshot, now: datetime) -> Health:
             f"submissions stopped by provider code {breaker.get('code')} at {breaker.get('recorded_at')} "
             f"({breaker.get('meaning', '')}); fix the account, then `reconciler resume`",
         )
+    if integrity is not None and integrity != ["ok"]:
+        shown = "; ".join(integrity[:3]) + (f" (and {len(integrity) - 3} more)" if len(integrity) > 3 else "")
+        raise_to(Level.CRITICAL, f"ledger integrity check failed: {shown}; restore the last backup")
+    login = snapshot.facts.get("mailbox_login")
+    if login and login.get("refused"):
+        raise_to(
+            Level.CRITICAL,
+            f"mailbox login refused since {login.get('since', login.get('recorded_at'))}: {login.get('error', '')}; "
+            "fix the mailbox password or token (the daemon retries on its own)",
+        )
     heartbeat = snapshot.facts.get("heartbeat")
     beat_age = _age(heartbeat, now)
     if heartbeat is None or beat_age is None:
-        raise_to(Level.WARNING, "no daemon has run against this ledger yet")
+        if running:
+            raise_to(Level.WARNING, "a daemon is starting: no heartbeat recorded yet")
+        else:
+            raise_to(Level.WARNING, "no daemon has run against this ledger yet")
     else:
         interval = float(heartbeat.get("interval_s", 30))
-        if heartbeat.get("stopped"):
+        critical_age = limits.heartbeat_critical_s or MISSED_HEARTBEATS * interval
+        if heartbeat.get("stopped") and not running:
             raise_to(Level.CRITICAL, f"daemon stopped {beat_age:.0f}s ago")
-        elif beat_age > MISSED_HEARTBEATS * interval:
-            raise_to(Level.CRITICAL, f"daemon not running: last heartbeat {beat_age:.0f}s ago")
+        elif beat_age > critical_age:
+            if running:
+                raise_to(Level.CRITICAL, f"daemon running but its last heartbeat is {beat_age:.0f}s old (stuck?)")
+            else:
+                raise_to(Level.CRITICAL, f"daemon not running: last heartbeat {beat_age:.0f}s ago")
+        elif limits.heartbeat_warning_s is not None and beat_age > limits.heartbeat_warning_s:
+            raise_to(Level.WARNING, f"last heartbeat {beat_age:.0f}s ago")
         mailbox = snapshot.facts.get("mailbox_pass")
         mailbox_age = _age(mailbox, now)
         allowed = max(MAILBOX_GRACE_S, MISSED_HEARTBEATS * float(heartbeat.get("mailbox_interval_s", 60)))
@@ -101,8 +147,12 @@ def evaluate(snapshot: Snapshot, now: datetime) -> Health:
             raise_to(Level.WARNING, "no successful mailbox pass yet")
         elif mailbox_age > allowed:
             raise_to(Level.WARNING, f"last successful mailbox pass {mailbox_age:.0f}s ago")
-    if snapshot.overdue:
-        raise_to(Level.WARNING, f"{snapshot.overdue} overdue job{'s' if snapshot.overdue != 1 else ''}")
+    n = snapshot.overdue
+    jobs = f"{n} overdue job{'s' if n != 1 else ''}"
+    if limits.overdue_critical is not None and n >= limits.overdue_critical:
+        raise_to(Level.CRITICAL, jobs)
+    elif n and n >= (limits.overdue_warning if limits.overdue_warning is not None else 1):
+        raise_to(Level.WARNING, jobs)
     if snapshot.recent_conflicts:
         n, hours = snapshot.recent_conflicts, CONFLICT_WINDOW // timedelta(hours=1)
         conflicts = f"{n} conflict{'s' if n != 1 else ''}"

@@ -26,7 +26,7 @@ from reconciler.backoff import next_attempt
 from reconciler.clock import iso, utc_now
 from reconciler.daemon import sdnotify
 from reconciler.daemon.totals import Totals
-from reconciler.errors import LedgerError
+from reconciler.errors import LedgerError, MailboxError
 from reconciler.jobs.records import Change, Job
 from reconciler.jobs.states import State, Trigger
 from reconciler.ledger.store import Ledger
@@ -76,10 +76,16 @@ class Daemon:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.unanswered: set[str] = set()  # servers that did not answer during this run: run --once's exit status
         # Loops registered from outside (the SAT follower): (name, pass, interval_s), each run guarded like the others.
         self.passes: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]], float]] = []
         password = settings.provider_password().get_secret_value()
         self._credentials = (settings.provider.usuario or "", password)
+
+    @property
+    def breaker_open(self) -> bool:
+        """Whether account-level provider codes stopped submissions (run --once's exit status)."""
+        return self.breaker.tripped
 
     # -- bookkeeping -------------------------------------------------------
 
@@ -229,6 +235,8 @@ class Daemon:
         sched = self.settings.schedule
         later = next_attempt(now, job.attempts, sched.retry_base_s, sched.retry_max_s, self.rng)
         self.totals.sent += c is not NOT_SENT  # held back by a failed local CSD: nothing was sent
+        if c is not NOT_SENT and reply.code is None:
+            self.unanswered.add("provider")
         if self.metrics is not None:
             self.metrics.submissions.inc()
             self.metrics.reply(reply.operation, reply.code, str(c.outcome))
@@ -292,6 +300,8 @@ class Daemon:
         now = self.clock()
         sched = self.settings.schedule
         later = next_attempt(now, job.checks + 1, sched.retry_base_s, sched.retry_max_s, self.rng)
+        if reply.code is None:
+            self.unanswered.add("provider")
         if self.metrics is not None:
             self.metrics.reply("getStatusCancelacionAsincrona", reply.code, str(reply.outcome))
         decision = status_decision(job, reply, source, now, later, sched.status_check_after_s)
@@ -348,7 +358,12 @@ class Daemon:
         if self.watcher is not None:
             async with self._pass("watcher") as go:
                 if go:
-                    await self.watcher.run_pass()
+                    try:
+                        await self.watcher.connect()  # a refused login is recorded for `check`
+                        await self.watcher.run_pass()
+                    except MailboxError as e:
+                        self.unanswered.add("mailbox")
+                        log.error("mailbox pass skipped: %s", e)
         await self.confirm_pass()
         await self.chase_pass()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, ListenError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class Metrics:
             ["endpoint", "state"],
             registry=r,
         )
+        add_process_and_build(r)
 
     def reply(self, operation: str, code: int | None, outcome: str) -> None:
         self.replies.labels(operation, "none" if code is None else str(code), outcome).inc()
@@ -84,7 +85,27 @@ def serve(metrics: Metrics, listen: str) -> Any:
         raise ConfigError(f"metrics.listen: expected host:port, got {listen!r}")
     try:
         server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=metrics.registry)
-    except OSError as e:
-        raise ConfigError(f"metrics.listen: cannot listen on {listen}: {e.strerror}") from e
+    except OSError as e:  # in use, not an address of this machine, unresolvable: may pass, so not a config error
+        raise ListenError(f"metrics.listen: cannot listen on {listen}: {e.strerror or e}") from e
+    except (UnicodeError, ValueError, OverflowError) as e:  # a host name no resolver accepts
+        raise ConfigError(f"metrics.listen: not a usable host:port: {listen!r}") from e
     log.info("metrics on http://%s/metrics", listen)
     return server
+
+
+def add_process_and_build(registry: CollectorRegistry) -> None:
+    """``process_*`` (memory, CPU, open files: Prometheus' process collector) and ``reconciler_build_info``."""
+    import platform
+
+    from prometheus_client import ProcessCollector
+
+    from reconciler import __version__
+
+    ProcessCollector(registry=registry)
+    build = Gauge(
+        "reconciler_build_info",
+        "Always 1; the labels say which reconciler and Python run.",
+        ["version", "python"],
+        registry=registry,
+    )
+    build.labels(__version__, platform.python_version()).set(1)

@@ -1,7 +1,7 @@
 """The daemon as a process: open the ledger, provider and mailbox, run, stop on a signal, close.
 
-Only :func:`run` talks to systemd (READY=1 once the ledger is open and the first
-mailbox login succeeded, STOPPING=1).  It returns what happened (:class:`Run`);
+Only :func:`run` talks to systemd (READY=1 once the ledger is open: the mailbox
+watcher logs in on its own; STOPPING=1).  It returns what happened (:class:`Run`);
 the exit status is the CLI's decision.
 """
 
@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reconciler import backoff
 from reconciler.daemon import sdnotify
 from reconciler.daemon.loops import Daemon
 from reconciler.daemon.totals import Totals
-from reconciler.errors import LedgerError, MailboxError
+from reconciler.errors import LedgerError
 from reconciler.ledger.lock import DaemonLock
 from reconciler.ledger.store import Ledger
 
@@ -33,44 +31,17 @@ log = logging.getLogger(__name__)
 class Run:
     """What one run of the daemon did.
 
-    ``started``: the mailbox answered and the loops ran (False: stopped by a signal
-    while the first login was still being retried).  ``fatal``: the error that
-    stopped the loops (the ledger could not be written), None after a clean stop.
+    ``started``: the loops ran.  ``fatal``: the error that stopped the loops (the
+    ledger could not be written), None after a clean stop.  ``breaker_open``:
+    account-level provider codes stopped submissions.  ``unanswered``: the servers
+    (``provider``, ``mailbox``) that did not answer at least once during the run.
     """
 
     started: bool
     totals: Totals = field(default_factory=Totals)
     fatal: BaseException | None = None
-
-
-# The first mailbox login's retries: 1 s doubling to a minute, jittered (many daemons restarted
-# together do not knock on one IMAP server in step).
-LOGIN_BACKOFF_S = (1.0, 60.0)
-
-
-async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool, rng: random.Random | None = None) -> bool:
-    """Log in to the mailbox; when ``retry``, keep trying with capped backoff until it answers or we stop."""
-    rng = rng or random.Random()
-    attempt = 0
-    failing = False
-    while True:
-        try:
-            await watcher.connect()
-        except MailboxError as e:
-            if not retry:
-                raise
-            if not failing:
-                log.warning("mailbox: %s; retrying until it answers", e)
-                failing = True
-            attempt += 1
-            try:
-                await asyncio.wait_for(stop.wait(), backoff.delay(attempt, *LOGIN_BACKOFF_S, rng))
-                return False
-            except TimeoutError:
-                continue
-        if failing:
-            log.info("mailbox: logged in")
-        return True
+    breaker_open: bool = False
+    unanswered: frozenset[str] = frozenset()
 
 
 def _dispatcher(settings: Settings, ledger: Ledger, metrics: Any) -> Dispatcher | None:
@@ -150,12 +121,11 @@ async def _run_locked(settings: Settings, *, once: bool) -> Run:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
-        # A ledger we cannot write (read-only, disk full) must fail here, before READY=1.
+        # A ledger we cannot write (read-only, disk full) must fail here, before READY=1.  The
+        # mailbox is not waited for: the watcher logs in on its own and retries (a wrong password
+        # slowly), so submissions and `check` work while the mailbox is down or refuses us.
         await daemon.heartbeat(once=once)
-        if not await _connect(watcher, daemon.stop, retry=not once):
-            log.info("reconciler stopped before the mailbox answered")
-            return Run(started=False)
-        sdnotify.notify("READY=1", "STATUS=ledger open, mailbox logged in")
+        sdnotify.notify("READY=1", "STATUS=ledger open")
         log.info(
             "reconciler started: ledger %s, mailbox %s/%s",
             settings.ledger.path,
@@ -179,7 +149,13 @@ async def _run_locked(settings: Settings, *, once: bool) -> Run:
         if daemon.fatal is None:
             await daemon.heartbeat(stopped=not once, once=once)
         log.info("reconciler stopped: %s", daemon.totals.line())
-        return Run(started=True, totals=daemon.totals, fatal=daemon.fatal)
+        return Run(
+            started=True,
+            totals=daemon.totals,
+            fatal=daemon.fatal,
+            breaker_open=daemon.breaker_open,
+            unanswered=frozenset(daemon.unanswered),
+        )
     finally:
         if dispatcher is not None:
             await dispatcher.aclose()

@@ -148,7 +148,7 @@ class Ledger:
         p = Path(path)
         try:
             _prepare_file(p, create)
-            db = await aiosqlite.connect(p, isolation_level=None)
+            db = await _connect(p, isolation_level=None)
         except OSError as e:
             raise LedgerError(f"ledger {p}: {e.strerror or e}") from e
         except sqlite3.Error as e:
@@ -178,10 +178,14 @@ class Ledger:
     async def open_readonly(cls, path: str | os.PathLike[str]) -> Ledger:
         """Open for reading only (``mode=ro``): never creates, migrates, chmods or switches to WAL."""
         p = Path(path)
-        if not await asyncio.to_thread(p.exists):
-            raise LedgerError(f"ledger {p}: not found (check [ledger] path, or queue a job first)")
         try:
-            db = await aiosqlite.connect(files.readonly_uri(p), uri=True, isolation_level=None)
+            await asyncio.to_thread(p.stat)
+        except FileNotFoundError as e:
+            raise LedgerError(f"ledger {p}: not found (check [ledger] path, or queue a job first)") from e
+        except OSError as e:  # a directory this user may not enter: permission denied
+            raise LedgerError(f"ledger {p}: {e.strerror or e}") from e
+        try:
+            db = await _connect(files.readonly_uri(p), uri=True, isolation_level=None)
         except sqlite3.Error as e:
             raise LedgerError(f"ledger {p}: {e}") from e
         try:
@@ -583,3 +587,20 @@ class Ledger:
     async def facts(self) -> dict[str, dict[str, Any]]:
         rows = await self._all("SELECT key, value, at FROM facts")
         return {r["key"]: {**json.loads(r["value"]), "recorded_at": r["at"]} for r in rows}
+
+
+async def _connect(target: str | Path, **kwargs: Any) -> aiosqlite.Connection:
+    """``aiosqlite.connect``, but a failed open waits for aiosqlite's worker thread to end.
+
+    On a failed open aiosqlite queues the thread's stop with a future of the running loop and
+    returns at once; if ``asyncio.run`` then closes the loop before the thread reports back,
+    the thread dies printing "RuntimeError: Event loop is closed" after our one-line error.
+    """
+    connection = aiosqlite.connect(target, **kwargs)
+    try:
+        return await connection
+    except BaseException:
+        thread = getattr(connection, "_thread", None)
+        if thread is not None and thread.is_alive():
+            await asyncio.to_thread(thread.join, 5.0)
+        raise

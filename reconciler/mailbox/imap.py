@@ -20,7 +20,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from imapclient.response_parser import parse_fetch_response
 
 from reconciler.config import Settings, credential, read_secret_file
-from reconciler.errors import MailboxError
+from reconciler.errors import MailboxError, MailboxLoginError
 from reconciler.redact import describe
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,13 @@ def open_imap(settings: Settings) -> IMAPClient:
             client.oauth2_login(mb.username, secret)
     except IMAP_ERRORS as e:
         close_quietly(client)
-        what = "login refused" if isinstance(e, LoginError) else "cannot log in"
-        raise MailboxError(f"{where}: {what} for {mb.username}: {describe(e, secret)}") from None
+        said = describe(e, secret)
+        refused = isinstance(e, LoginError)
+        # RFC 5530 [UNAVAILABLE]: the server cannot check credentials right now (Dovecot's auth
+        # process restarting): an outage, retried soon, not a refusal of the password.
+        error = MailboxLoginError if refused and "[UNAVAILABLE]" not in said.upper() else MailboxError
+        what = "login refused" if refused else "cannot log in"
+        raise error(f"{where}: {what} for {mb.username}: {said}") from None
     except BaseException:
         close_quietly(client)
         raise

@@ -45,7 +45,7 @@ from imapclient import IMAPClient
 from reconciler import backoff
 from reconciler.clock import iso, utc_now
 from reconciler.config import Settings
-from reconciler.errors import MailboxError
+from reconciler.errors import MailboxError, MailboxLoginError
 from reconciler.jobs.notices import Applied, SeenMessage
 from reconciler.ledger.store import Ledger
 from reconciler.mailbox.imap import (
@@ -58,6 +58,7 @@ from reconciler.mailbox.imap import (
     uid_set,
 )
 from reconciler.mailbox.judge import Owing, judge_all, seen
+from reconciler.mailbox.login import LoginRecord, retry_delay
 from reconciler.mailbox.notification import AUTH_RESULTS, HEADER_FIELDS
 from reconciler.mailbox.passes import Batch, Complaints, Fetches, Marks, PassStats, Tally, settle
 from reconciler.mailbox.reconcile import plan
@@ -99,6 +100,7 @@ class Watcher:
         clock: Callable[[], datetime] = utc_now,
         dnsfunc: DnsFunc | None = None,
         on_pass: Callable[[PassStats], None] | None = None,
+        record_logins: bool = True,
     ) -> None:
         self._settings = settings
         self._on_pass = on_pass
@@ -118,6 +120,7 @@ class Watcher:
         # instead of each reconnecting to a server that just went away. A new pass clears it.
         self._failed = False
         self._stop_flag = threading.Event()
+        self.logins = LoginRecord(ledger, clock, record=record_logins)  # config check only tries
 
     # -- connection ------------------------------------------------------------
 
@@ -130,7 +133,12 @@ class Watcher:
         """Log in and select the folder (creating processed_folder if configured); MailboxError on failure."""
         if self._client is not None:
             return
-        await self._run(self._connect_sync)
+        try:
+            await self._run(self._connect_sync)
+        except MailboxLoginError as e:
+            await self.logins.refused(e)
+            raise
+        await self.logins.succeeded()
 
     def _connect_sync(self) -> None:
         self._failed = False
@@ -387,6 +395,13 @@ class Watcher:
                         await self._run(self._idle_wait)
                     else:
                         await _wait(stop, self._mb.poll_interval_s)
+                except MailboxLoginError as e:  # not an outage: retried slowly, never hammered (lockouts)
+                    await self._run(self._drop_sync)
+                    delay = retry_delay(self.logins.refusals, self._mb.login_retry_max_s, _JITTER)
+                    log.error(
+                        "%s; next try in %.0fs (fix the password or token; `reconciler check` shows this)", e, delay
+                    )
+                    await _wait(stop, delay)
                 except MailboxError as e:
                     await self._run(self._drop_sync)
                     if outage is None:
