@@ -17,44 +17,19 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from reconciler.configfile import DEFAULT_LEDGER, ENV_PREFIX, SECRET_LIMIT, config_path, read_capped, read_toml
 from reconciler.errors import ConfigError
+from reconciler.events.settings import EventsSettings, HookSettings, WebhookSettings
+from reconciler.section import DAY, MIB, _Section
 
 if TYPE_CHECKING:
     from reconciler.sat.schedule import Cadence
 
 PRODUCTION_WSDL = "https://solucionfactible.com/ws/services/Cancelacion?wsdl"
-DAY = 86400.0  # seconds: the upper bound of most intervals (bounds keep inf and 2**63 out)
-MIB = 1 << 20
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_is_unset(cls, data: Any) -> Any:
-        """``key = ""`` in TOML (or an empty env var) means "not set" for optional keys."""
-        if isinstance(data, dict):
-            return {
-                k: None if v == "" and k in cls.model_fields and cls.model_fields[k].default is None else v
-                for k, v in data.items()
-            }
-        return data
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, v: Any, info: ValidationInfo) -> Any:
-        """``true`` is not a number (pydantic would read it as 1)."""
-        if isinstance(v, bool) and info.field_name is not None:
-            annotation = cls.model_fields[info.field_name].annotation
-            if annotation in (int, float, int | None, float | None):
-                raise ValueError("must be a number, not true or false")
-        return v
 
 
 class LedgerSettings(_Section):
@@ -247,79 +222,6 @@ class SatSettings(_Section):
             not_found_retry_s=self.not_found_retry_s,
             not_found_submit_after_s=self.not_found_submit_after_s,
         )
-
-
-class EventsSettings(_Section):
-    # Delivered outbox events older than this are pruned; undelivered ones never are.
-    retention_days: float = Field(default=30.0, gt=0, le=3650, allow_inf_nan=False)
-    # How often the dispatcher looks for new outbox rows when it has nothing due.
-    poll_interval_s: float = Field(default=1.0, gt=0, le=3600, allow_inf_nan=False)
-
-
-def _event_filters(v: list[str]) -> list[str]:
-    from reconciler.events.outbox import TYPES
-
-    for f in v:
-        if f not in TYPES and not (f.endswith("*") and any(t.startswith(f[:-1]) for t in TYPES)):
-            raise ValueError(f"unknown event type {f!r} (one of {', '.join(TYPES)}, or a prefix like job.*)")
-    return v
-
-
-class WebhookSettings(_Section):
-    url: str
-    name: str | None = None
-    secret: list[SecretStr] = []
-    secret_file: Path | None = None
-    events: list[str] = []
-    timeout_s: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
-    concurrency: int = Field(default=4, ge=1, le=64)
-    ca_file: Path | None = None
-
-    @field_validator("secret", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        from reconciler.events.urls import check_url
-
-        return check_url(v)
-
-    @field_validator("events")
-    @classmethod
-    def _events(cls, v: list[str]) -> list[str]:
-        return _event_filters(v)
-
-    @property
-    def endpoint(self) -> str:
-        from reconciler.events.urls import display_url
-
-        return self.name or display_url(self.url)
-
-
-class HookSettings(_Section):
-    command: list[str] = Field(min_length=1)
-    name: str | None = None
-    events: list[str] = []
-    timeout_s: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
-
-    @field_validator("command")
-    @classmethod
-    def _argv(cls, v: list[str]) -> list[str]:
-        if not v[0] or any("\x00" in a for a in v):
-            raise ValueError("the command's first item must be a program path, with no NUL in any item")
-        return v
-
-    @field_validator("events")
-    @classmethod
-    def _events(cls, v: list[str]) -> list[str]:
-        return _event_filters(v)
-
-    @property
-    def endpoint(self) -> str:
-        return self.name or "hook:" + Path(self.command[0]).name
 
 
 class Settings(BaseSettings):

@@ -46,10 +46,10 @@ async def _resolve(ledger: Ledger, ref: str | None) -> int:
 @click.pass_obj
 def events(ctx: Context, since: str | None, types: tuple[str, ...], follow: bool, limit: int, as_json: bool) -> None:
     """The outbox in order: every state change, SAT observation and conflict (JSON lines with --json)."""
-    from reconciler.config import _event_filters
+    from reconciler.events.settings import event_filters
 
     try:
-        _event_filters(list(types))
+        event_filters(list(types))
     except ValueError as e:
         raise ValidationError(f"--type: {e}") from None
 
