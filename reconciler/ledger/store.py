@@ -30,19 +30,17 @@ from reconciler.jobs.notices import SeenMessage
 from reconciler.jobs.records import AddResult, Change, Event, Job, dumps
 from reconciler.jobs.states import TERMINAL, State, Step, step
 from reconciler.jobs.validation import JobSpec
-from reconciler.ledger import contention, eventlog, files, mailbatch, sat
+from reconciler.ledger import contention, eventlog, files, mailbatch, opening, sat
 from reconciler.ledger.eventlog import EventRow
+from reconciler.ledger.opening import BUSY_TIMEOUT_MS
 from reconciler.ledger.schema import MIGRATIONS, sha256_hex
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 500  # SQLite host parameters per IN (...) list
-# How long a writer waits for another (the daemon and a CLI import, say) before giving up.
-BUSY_TIMEOUT_MS = 30_000
-# Retry delays (first, cap) while another process holds the write lock, and while it holds a
-# brand-new file that is being switched to WAL (a moment: the switch waits less).
+# Retry delays (first, cap) while another process holds the write lock (the WAL switch of a
+# brand-new file waits less: reconciler.ledger.opening).
 _LOCK_BACKOFF_S = (0.05, 2.0)
-_WAL_BACKOFF_S = (0.01, 0.25)
 # A mailbox pass commits thousands of notifications at a time, each touching random pages of
 # the jobs table and of three indexes: a 16 MiB page cache (SQLite's default is 2 MiB) stops
 # those pages being spilled and re-read mid-transaction, and checkpointing every 40 MiB of WAL
@@ -88,32 +86,6 @@ async def _select_in(
     return rows
 
 
-def _prepare_file(p: Path, create: bool) -> None:
-    """Create the ledger file 0600 (and its directory 0700) before SQLite opens it; tighten a loose mode."""
-    if not p.exists():
-        if not create:
-            raise LedgerError(f"ledger {p}: not found (check [ledger] path, or queue a job first)")
-        p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with suppress(FileExistsError):
-            os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    elif p.stat().st_mode & 0o077 and p.stat().st_uid == os.geteuid():
-        os.chmod(p, 0o600)
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration into complete statements (triggers contain inner semicolons)."""
-    out: list[str] = []
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        out.append(buf.strip())
-    return out
-
-
 class Ledger:
     """The ledger file; open with :meth:`open`, close with :meth:`close`."""
 
@@ -147,8 +119,8 @@ class Ledger:
         """
         p = Path(path)
         try:
-            _prepare_file(p, create)
-            db = await _connect(p, isolation_level=None)
+            opening.prepare_file(p, create)
+            db = await opening.connect(p, isolation_level=None)
         except OSError as e:
             raise LedgerError(f"ledger {p}: {e.strerror or e}") from e
         except sqlite3.Error as e:
@@ -161,7 +133,7 @@ class Ledger:
             await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             if not migrate:  # refuse an older or newer schema before touching the file at all
                 await ledger._migrate(migrate=False, dry=True)
-            await ledger._use_wal()
+            await opening.use_wal(db, ledger._rng)
             await db.execute("PRAGMA synchronous = FULL")
             for pragma in _TUNING:
                 await db.execute(pragma)
@@ -184,49 +156,8 @@ class Ledger:
             raise LedgerError(f"ledger {p}: not found (check [ledger] path, or queue a job first)") from e
         except OSError as e:  # a directory this user may not enter: permission denied
             raise LedgerError(f"ledger {p}: {e.strerror or e}") from e
-        try:
-            db = await _connect(files.readonly_uri(p), uri=True, isolation_level=None)
-        except sqlite3.Error as e:
-            raise LedgerError(f"ledger {p}: {e}") from e
-        try:
-            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            version = int(next(iter(await db.execute_fetchall("PRAGMA user_version")))[0])
-            tables = [r[0] for r in await db.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            problem = files.verdict(p, version, tables)
-        except sqlite3.DatabaseError as e:
-            await db.close()
-            if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
-                raise LedgerError(f"ledger {p}: not a reconciler ledger (not an SQLite database)") from e
-            raise LedgerError(f"ledger {p}: {e}") from e
-        except BaseException:
-            await db.close()
-            raise
-        if problem is not None:
-            await db.close()
-            raise LedgerError(problem)
+        db = await opening.connect_readonly(p)
         return cls(db, p)
-
-    async def _use_wal(self) -> None:
-        """Switch a new file to WAL (persistent, so once per ledger).
-
-        The switch needs the file to itself and SQLite answers "database is locked" at once,
-        without its busy handler, when another process opens the same new ledger at the same
-        moment (the daemon and a CLI import, say): retry within the busy timeout.
-        """
-        deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_MS / 1000
-        attempt = 0
-        while True:
-            try:
-                async with self._db.execute("PRAGMA journal_mode = WAL") as cur:
-                    row = await cur.fetchone()
-                if row is not None and str(row[0]).lower() == "wal":
-                    return
-                raise sqlite3.OperationalError(f"journal mode stays {row[0] if row else '?'}, not wal")
-            except sqlite3.OperationalError as e:
-                if not contention.is_busy(e) or asyncio.get_running_loop().time() > deadline:
-                    raise
-            attempt += 1
-            await asyncio.sleep(backoff.delay(attempt, *_WAL_BACKOFF_S, self._rng))
 
     async def _migrate(self, *, migrate: bool = True, backup: bool = False, dry: bool = False) -> None:
         async with self._db.execute("PRAGMA user_version") as cur:
@@ -248,7 +179,7 @@ class Ledger:
                 version = int(row[0]) if row else 0
                 if version >= len(MIGRATIONS):  # another process migrated meanwhile
                     break
-                for statement in _statements(MIGRATIONS[version]):
+                for statement in opening.statements(MIGRATIONS[version]):
                     await db.execute(statement)
                 version += 1
                 await db.execute(f"PRAGMA user_version = {version}")
@@ -587,20 +518,3 @@ class Ledger:
     async def facts(self) -> dict[str, dict[str, Any]]:
         rows = await self._all("SELECT key, value, at FROM facts")
         return {r["key"]: {**json.loads(r["value"]), "recorded_at": r["at"]} for r in rows}
-
-
-async def _connect(target: str | Path, **kwargs: Any) -> aiosqlite.Connection:
-    """``aiosqlite.connect``, but a failed open waits for aiosqlite's worker thread to end.
-
-    On a failed open aiosqlite queues the thread's stop with a future of the running loop and
-    returns at once; if ``asyncio.run`` then closes the loop before the thread reports back,
-    the thread dies printing "RuntimeError: Event loop is closed" after our one-line error.
-    """
-    connection = aiosqlite.connect(target, **kwargs)
-    try:
-        return await connection
-    except BaseException:
-        thread = getattr(connection, "_thread", None)
-        if thread is not None and thread.is_alive():
-            await asyncio.to_thread(thread.join, 5.0)
-        raise
