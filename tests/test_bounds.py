@@ -303,7 +303,7 @@ async def test_an_endless_wsdl_is_one_line(endless_url: str, tmp_path: Path) -> 
 @pytest.mark.parametrize("value", ["²", "٣", "１２", "2_000", "+", "", None, True, 2**31, -(2**31) - 1, 1.0])
 def test_int_takes_32_bit_ascii_integers_only(value: object) -> None:
     """zeep parses xs:int first; this is the last check before a code reaches the ledger."""
-    from reconciler.provider.soap import _int
+    from reconciler.provider.fields import int_of as _int
 
     assert _int(value) is None
     assert _int(" +201 ") == 201 and _int(-(2**31)) == -(2**31)

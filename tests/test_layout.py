@@ -34,6 +34,7 @@ PURE_MODULES: tuple[str, ...] = (
     "reconciler.provider.outcomes",
     "reconciler.provider.acuse",
     "reconciler.provider.breaker",
+    "reconciler.provider.fields",
     "reconciler.mailbox.notification",
     "reconciler.mailbox.trust",
     "reconciler.mailbox.reconcile",

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +43,7 @@ from reconciler.config import Settings
 from reconciler.configfile import read_capped
 from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.jobs.validation import JobSpec
+from reconciler.provider import fields
 from reconciler.provider.acuse import Verdict, check
 from reconciler.provider.codes import (
     CONNECTION_ERROR,
@@ -60,7 +59,7 @@ from reconciler.provider.codes import (
 )
 from reconciler.provider.csd import Csd
 from reconciler.provider.csd import load as load_csd
-from reconciler.redact import Redactor, one_line
+from reconciler.redact import Redactor
 
 if TYPE_CHECKING:  # imported when an issuer signs locally: cryptography costs a daemon without one 0.1-0.3 s
     from reconciler.provider.local import Signers
@@ -75,8 +74,6 @@ POOL_SIZE = 4
 LOG_LIMIT = 2000  # characters of a request or reply logged at DEBUG
 WSDL_CACHE = "wsdl-cache.sqlite3"
 MAX_REPLY_BYTES = 2 << 20  # the default of provider.max_reply_bytes
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # a status code is an xs:int
-_INT_TEXT = re.compile(r"[+-]?[0-9]{1,10}")  # ASCII digits only: str.isdigit() also takes "²" and "٣"
 CANCEL = "cancelarAsincrono"
 STATUS = "getStatusCancelacionAsincrona"
 SEND_SIGNED = "enviarSolicitudCancelacionAsincrono"  # a Cancelacion the issuer signed (signing = "local")
@@ -395,8 +392,8 @@ class ProviderClient:
         result = await self._call(operation, job.uuid, kwargs)
         if isinstance(result, _Failure):
             return Reply(None, result.message, result.classification, operation)
-        code, why = _code(result)
-        message = _text(getattr(result, "mensaje", None))
+        code, why = fields.code_of(result)
+        message = fields.text_of(getattr(result, "mensaje", None))
         if code is None:
             return Reply(None, why, MALFORMED, operation)
         classification = classify(code)
@@ -412,11 +409,11 @@ class ProviderClient:
         result = await self._call(STATUS, uuid, kwargs)
         if isinstance(result, _Failure):
             return StatusReply(None, result.message, None, StatusOutcome.TRANSIENT)
-        code, why = _code(result)
-        message = _text(getattr(result, "mensaje", None))
+        code, why = fields.code_of(result)
+        message = fields.text_of(getattr(result, "mensaje", None))
         if code is None:
             return StatusReply(None, why, None, StatusOutcome.TRANSIENT)
-        acuse, source = _acuse(result, message)
+        acuse, source = fields.acuse_of(result, message)
         verdict = check(acuse, uuid) if code == 200 else None
         c = classify_status(code, verdict)
         if not c.known:
@@ -452,63 +449,3 @@ class ProviderClient:
         message = self._transport.redact(failure.message)
         logger.debug("%s for %s failed: %s", operation, uuid, message)
         return _Failure(message, failure.classification)
-
-
-def _int(value: object) -> int | None:
-    """A status code (``xs:int``): a 32-bit integer, given as such or in ASCII digits; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if not _INT_TEXT.fullmatch(text):
-            return None
-        value = int(text)
-    if isinstance(value, int) and INT32_MIN <= value <= INT32_MAX:
-        return value
-    return None
-
-
-def _code(result: Any) -> tuple[int | None, str]:
-    """The reply's status code, or None and why (missing, or not a 32-bit integer)."""
-    raw = getattr(result, "status", None)
-    code = _int(raw)
-    if code is not None:
-        return code, ""
-    if raw is None:
-        return None, "malformed reply: no status code (missing, or not an integer)"
-    shown = one_line(repr(raw if isinstance(raw, int | str) else type(raw).__name__)[:60])
-    return None, f"malformed reply: status {shown} is not a 32-bit integer"
-
-
-def _text(value: object) -> str:
-    return "" if value is None else str(value)
-
-
-def _acuse(result: Any, message: str) -> tuple[bytes | None, str | None]:
-    """The acuse as received and where it came from.
-
-    ``acuseSat`` or ``acuseSAT``: base64Binary (decoded by zeep), base64 text, or XML text; else
-    ``mensaje`` when it holds XML (``<?xml`` in it, or it starts with ``<``), as a public client of the
-    real service reads it.  Bytes are kept as received (text as UTF-8); :func:`reconciler.provider.acuse.check`
-    judges them wherever they came from.
-    """
-    for name in ("acuseSat", "acuseSAT"):
-        value = getattr(result, name, None)
-        if isinstance(value, str):
-            value = value.encode("utf-8")
-        if isinstance(value, bytes) and value.strip():
-            return _unbase64(value), name
-    if "<?xml" in message or message.lstrip().startswith("<"):
-        return message.encode("utf-8"), "mensaje"
-    return None, None
-
-
-def _unbase64(value: bytes) -> bytes:
-    """``value`` itself when it is XML or not base64, else its base64 decoding when that is XML."""
-    if value.lstrip().startswith(b"<"):
-        return value
-    try:
-        decoded = base64.b64decode(b"".join(value.split()), validate=True)
-    except (binascii.Error, ValueError):
-        return value
-    return decoded if decoded.lstrip().startswith(b"<") else value

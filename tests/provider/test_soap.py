@@ -334,7 +334,7 @@ async def test_the_acuse_is_judged_wherever_it_comes_from(
 def test_acuse_fields_in_order_of_precedence() -> None:
     from types import SimpleNamespace
 
-    from reconciler.provider.soap import _acuse
+    from reconciler.provider.fields import acuse_of as _acuse
 
     xml = b"<Acuse/>"
     assert _acuse(SimpleNamespace(acuseSat=xml, acuseSAT="<B/>"), "<C/>") == (xml, "acuseSat")
