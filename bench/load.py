@@ -18,6 +18,7 @@ Run: .venv/bin/python bench/load.py [--jobs 100000] [--latency-ms 50] [--concurr
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import signal
@@ -102,6 +103,18 @@ def progress(ledger: Path) -> Counter[str]:
         db.close()
 
 
+def _undelivered(ledger: Path) -> int:
+    db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+    try:
+        row = db.execute(
+            "SELECT (SELECT count(*) FROM deliveries WHERE state != 'delivered')"
+            " + (SELECT count(*) FROM outbox WHERE seq > (SELECT coalesce(min(cursor), 0) FROM endpoints))"
+        ).fetchone()
+    finally:
+        db.close()
+    return int(row[0])
+
+
 def slope_mb_per_10k(samples: list[tuple[float, int, float]]) -> float:
     """Least-squares slope of RSS (MB) against jobs resolved, per 10,000 jobs."""
     xs = [s[1] for s in samples]
@@ -129,6 +142,11 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=3 * 3600)
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     parser.add_argument("--dir", type=Path, help="Work here instead of a temporary directory (kept).")
+    parser.add_argument(
+        "--webhook",
+        action="store_true",
+        help="Also deliver every outbox event to bench/webhook_receiver.py (signatures verified) and count them.",
+    )
     args = parser.parse_args()
 
     tmp = None if args.dir else tempfile.TemporaryDirectory(prefix="reconciler-load-")
@@ -138,6 +156,17 @@ def main() -> None:
     imap = start(root / "imap", MAIL_USER, MAIL_PASSWORD)
     sim, wsdl = start_simulator(args, imap.port)
     daemon: subprocess.Popen[bytes] | None = None
+    receiver: subprocess.Popen[str] | None = None
+    extra = ""
+    if args.webhook:
+        secret = "whsec_" + base64.b64encode(b"bench-load-webhook-secret").decode()
+        receiver = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "webhook_receiver.py"), str(root / "received"), "--verify", secret],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert receiver.stdout is not None
+        extra = f'[[webhooks]]\nurl = "{receiver.stdout.readline().strip()}"\nsecret = "{secret}"\nconcurrency = 8\n'
     try:
         config = write_config(
             root,
@@ -146,6 +175,7 @@ def main() -> None:
             provider={"timeout_s": 30, "max_concurrency": args.concurrency},
             mailbox={"processed_folder": args.processed_folder or None},
             schedule=SCHEDULE,
+            extra=extra,
         )
         jobs = uuids(args.jobs)
         csv = root / "jobs.csv"
@@ -193,6 +223,10 @@ def main() -> None:
                 raise SystemExit(f"not done after {args.timeout_s:.0f}s: {dict(states)}")
             time.sleep(args.sample_s)  # the sampling period
         elapsed = time.perf_counter() - started
+        if receiver is not None:  # the last events are still on their way: give them a moment
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and _undelivered(ledger):
+                time.sleep(0.2)
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(120)
         daemon = None
@@ -240,6 +274,13 @@ def main() -> None:
         print(f"SOAP calls: {dict(calls)}; mismatches {mismatches}; accepted once each: {figures['accepted_once']}; integrity {integrity}; daemon exit {code}")  # fmt: skip
         print(f"daemon RSS: start {figures['rss_start_mb']} MB, median {figures['rss_median_mb']} MB, peak {figures['rss_peak_mb']} MB")  # fmt: skip
         print(f"RSS first quarter {first_q:.1f} MB, last quarter {last_q:.1f} MB, slope {figures['rss_slope_mb_per_10k_jobs']} MB per 10k jobs: {'flat' if figures['flat'] else 'GROWING'}, {'under' if figures['under_150mb'] else 'OVER'} {LIMIT_MB:.0f} MB")  # fmt: skip
+        if receiver is not None:
+            db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+            outbox = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            db.close()
+            ok_n, bad_n, distinct = (int(x) for x in (root / "received").read_text().split())
+            figures["webhook"] = {"outbox": outbox, "distinct_received": distinct, "verified": ok_n, "refused": bad_n}
+            print(f"webhook: {outbox} outbox events, {distinct} distinct ids received ({ok_n} requests verified, {bad_n} refused)")  # fmt: skip
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2) + "\n")
         ok = figures["flat"] and figures["under_150mb"] and mismatches == 0 and figures["accepted_once"] and code == 0
@@ -258,6 +299,11 @@ def main() -> None:
         if sim.stdout is not None:
             sim.stdout.close()
         imap.stop()
+        if receiver is not None:
+            receiver.terminate()
+            receiver.wait(10)
+            if receiver.stdout is not None:
+                receiver.stdout.close()
         if tmp is not None:
             tmp.cleanup()
 
