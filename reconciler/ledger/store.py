@@ -32,26 +32,14 @@ from reconciler.jobs.states import TERMINAL, State, Step, step
 from reconciler.jobs.validation import JobSpec
 from reconciler.ledger import contention, eventlog, files, mailbatch, opening, sat
 from reconciler.ledger.eventlog import EventRow
-from reconciler.ledger.opening import BUSY_TIMEOUT_MS
+from reconciler.ledger.opening import BUSY_TIMEOUT_MS, select_in
 from reconciler.ledger.schema import MIGRATIONS, sha256_hex
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 500  # SQLite host parameters per IN (...) list
 # Retry delays (first, cap) while another process holds the write lock (the WAL switch of a
 # brand-new file waits less: reconciler.ledger.opening).
 _LOCK_BACKOFF_S = (0.05, 2.0)
-# A mailbox pass commits thousands of notifications at a time, each touching random pages of
-# the jobs table and of three indexes: a 16 MiB page cache (SQLite's default is 2 MiB) stops
-# those pages being spilled and re-read mid-transaction, and checkpointing every 40 MiB of WAL
-# instead of every 4 MiB copies each hot page back once instead of many times. Measured with
-# bench/reconcile.py: the ledger's side of a 50,000-notification pass drops by a quarter.
-# The WAL file is truncated back to 64 MiB after a checkpoint.
-_TUNING = (
-    "PRAGMA cache_size = -16384",
-    "PRAGMA wal_autocheckpoint = 10000",
-    "PRAGMA journal_size_limit = 67108864",
-)
 # What a Job is read from, by name (Job.from_row): the table's columns and one computed.
 _JOB_COLUMNS = ", ".join({"has_acuse": "acuse IS NOT NULL AS has_acuse"}.get(name, name) for name in Job.COLUMNS)
 # The terminal states as an SQL list, from the state table.
@@ -73,17 +61,6 @@ _SETTABLE = frozenset(
         *sat.SETTABLE,
     }
 )
-
-
-async def _select_in(
-    db: aiosqlite.Connection, sql: str, keys: Sequence[Any], params: Sequence[Any] = ()
-) -> list[sqlite3.Row]:
-    """``sql`` with its ``IN ({})`` filled by ``keys``, in chunks under SQLite's parameter limit."""
-    rows: list[sqlite3.Row] = []
-    for i in range(0, len(keys), _CHUNK):
-        chunk = keys[i : i + _CHUNK]
-        rows.extend(await db.execute_fetchall(sql.format(",".join("?" * len(chunk))), [*params, *chunk]))
-    return rows
 
 
 class Ledger:
@@ -135,7 +112,7 @@ class Ledger:
                 await ledger._migrate(migrate=False, dry=True)
             await opening.use_wal(db, ledger._rng)
             await db.execute("PRAGMA synchronous = FULL")
-            for pragma in _TUNING:
+            for pragma in opening.TUNING:
                 await db.execute(pragma)
             await ledger._migrate(migrate=migrate, backup=backup)
         except sqlite3.Error as e:
@@ -254,7 +231,7 @@ class Ledger:
         """Queue new jobs in one transaction; UUIDs already present are reported, not changed."""
         at = iso(now)
         async with self._tx() as db:
-            rows = await _select_in(db, "SELECT uuid FROM jobs WHERE uuid IN ({})", [s.uuid for s in specs])
+            rows = await select_in(db, "SELECT uuid FROM jobs WHERE uuid IN ({})", [s.uuid for s in specs])
             existing = {r[0] for r in rows}
             new = [s for s in specs if s.uuid not in existing]
             await db.executemany(
@@ -341,7 +318,7 @@ class Ledger:
         at = iso(now)
         results: list[Step] = []
         async with self._tx() as db:
-            rows = await _select_in(
+            rows = await select_in(
                 db, "SELECT uuid, state FROM jobs WHERE uuid IN ({})", sorted({c.uuid for c in changes})
             )
             states = {r["uuid"]: State(r["state"]) for r in rows}
@@ -415,7 +392,7 @@ class Ledger:
             )
             detail = {"from": "queued", "to": "submitting", "trigger": "claim"}
             await eventlog.append(db, at, [(u, "transition", "submitter", detail) for u in uuids])
-            rows = await _select_in(db, f"SELECT {_JOB_COLUMNS} FROM jobs WHERE uuid IN ({{}})", uuids)
+            rows = await select_in(db, f"SELECT {_JOB_COLUMNS} FROM jobs WHERE uuid IN ({{}})", uuids)
             jobs = Job.from_rows(rows)
         order = {u: i for i, u in enumerate(uuids)}
         return sorted(jobs, key=lambda j: order[j.uuid])
