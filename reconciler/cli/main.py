@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 
 from reconciler import __version__
+from reconciler.cli import operator
 from reconciler.cli.output import silence_stdout, stdout, write_file, writing_stdout
 from reconciler.errors import ConfigError, JobNotFoundError, ReconcilerError, ValidationError
 from reconciler.jobs.states import State
@@ -127,6 +128,13 @@ def submit(ctx: Context, uuid: str, rfc: str, motivo: str, folio_sustitucion: st
         return result.added == 1, await ledger.get_job(spec.uuid)
 
     queued, job = _run(_with_ledger(ctx, go, create=True))
+    if not queued and job.spec != spec:
+        raise ValidationError(
+            f"{job.uuid} is already in the ledger with rfc {job.rfc_emisor}, motivo {job.motivo}, folio_sustitucion "
+            f"{job.folio_sustitucion or '-'} (state {job.state}), not rfc {spec.rfc_emisor}, motivo {spec.motivo}, "
+            f"folio_sustitucion {spec.folio_sustitucion or '-'}; nothing changed "
+            "(a queued job never sent can be removed with `reconciler forget` and submitted again)"
+        )
     if as_json:
         _emit_json({"uuid": job.uuid, "queued": queued, "state": str(job.state)})
     elif queued:
@@ -261,6 +269,7 @@ def summary(ctx: Context, as_json: bool) -> None:
                 "overdue": snap.overdue,
                 "recent_conflicts": snap.recent_conflicts,
                 "breaker": facts.get("breaker"),
+                "paused": facts.get("paused"),
                 "heartbeat": facts.get("heartbeat"),
                 "daemon": {"running": held is not None, "pid": held.pid if held else None},
                 "last_mailbox_pass": facts.get("mailbox_pass"),
@@ -290,9 +299,17 @@ def summary(ctx: Context, as_json: bool) -> None:
                 if breaker
                 else "closed",
             ),
+            ("submissions", _paused_line(facts.get("paused"))),
             ("health", f"{health.level.name}: {'; '.join(health.problems) or 'all good'}"),
         ],
     )
+
+
+def _paused_line(fact: dict[str, Any] | None) -> str:
+    if not fact:
+        return "running"
+    reason = f": {fact['reason']}" if fact.get("reason") else ""
+    return f"PAUSED by {fact.get('by')} since {fact.get('recorded_at')}{reason}"
 
 
 @cli.command()
@@ -568,6 +585,15 @@ def config_check(ctx: Context, as_json: bool) -> int:
             line = f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {one_line(c.detail)}"
             click.echo(line + (f" -> fix: {c.fix}" if c.fix else ""))
     return 0 if all(c.ok for c in checks) else 2
+
+
+cli.add_command(operator.hold)
+cli.add_command(operator.release)
+cli.add_command(operator.held)
+cli.add_command(operator.pause)
+cli.add_command(operator.unpause)
+cli.add_command(operator.requeue)
+cli.add_command(operator.forget)
 
 
 def _one_line(error: BaseException) -> str:

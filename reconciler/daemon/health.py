@@ -78,6 +78,14 @@ def evaluate(snapshot: Snapshot, now: datetime) -> Health:
             f"submissions stopped by provider code {breaker.get('code')} at {breaker.get('recorded_at')} "
             f"({breaker.get('meaning', '')}); fix the account, then `reconciler resume`",
         )
+    paused = snapshot.facts.get("paused")
+    if paused:
+        raise_to(
+            Level.WARNING,
+            f"submissions paused by {paused.get('by')} at {paused.get('recorded_at')}"
+            + (f" ({paused['reason']})" if paused.get("reason") else "")
+            + "; `reconciler unpause` resumes",
+        )
     heartbeat = snapshot.facts.get("heartbeat")
     beat_age = _age(heartbeat, now)
     if heartbeat is None or beat_age is None:

@@ -27,6 +27,7 @@ from reconciler.clock import iso, utc_now
 from reconciler.daemon import sdnotify
 from reconciler.errors import LedgerError
 from reconciler.jobs.states import State, Trigger
+from reconciler.ledger import controls
 from reconciler.ledger.store import Change, Job, Ledger
 from reconciler.provider import breaker
 from reconciler.provider.codes import Outcome, StatusOutcome
@@ -94,6 +95,7 @@ class Daemon:
         self._proven = False
         self._breaker_seen: Any = None
         self._breaker_same = False
+        self._was_paused = False
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -207,6 +209,8 @@ class Daemon:
             if not go:
                 return 0
             await self.load_breaker()
+            if await self._paused():
+                return 0
             inflight: set[asyncio.Task[int]] = set()
             exhausted = False
             try:
@@ -225,6 +229,21 @@ class Daemon:
                 if inflight:  # an error above: let the calls already made record their replies
                     await asyncio.gather(*inflight, return_exceptions=True)
         return sent
+
+    async def _paused(self) -> bool:
+        """An operator's `reconciler pause`, read from the ledger every pass (logged when it changes)."""
+        fact = (await self.ledger.facts()).get(controls.PAUSED)
+        if (fact is not None) != self._was_paused:
+            self._was_paused = fact is not None
+            if fact is not None:
+                log.warning(
+                    "submissions paused by %s at %s; `reconciler unpause` resumes",
+                    fact.get("by"),
+                    fact.get("recorded_at"),
+                )
+            else:
+                log.info("submissions unpaused")
+        return fact is not None
 
     async def _submit_one(self, job: Job) -> int:
         async with self._slots:

@@ -31,9 +31,11 @@ class Trigger(StrEnum):
     CONFIRMED_ERROR = "confirmed_error"  # trusted ERROR notification
     LOST = "lost"  # status call says 702: the provider has no transaction, submit again
     NOTIFIED = "notified"  # a trusted OK claim arrived before our record of the acceptance
+    REQUEUE = "requeue"  # an operator sends a failed job again after fixing the cause (`reconciler requeue`)
 
 
 TERMINAL: frozenset[State] = frozenset({State.OK, State.ERROR, State.REJECTED})
+REQUEUABLE: tuple[State, ...] = (State.ERROR, State.REJECTED)
 
 # Notifications can overtake our own record of the provider's acceptance (a crash
 # between the SOAP reply and its commit), so outcomes apply from queued/submitting too.
@@ -50,6 +52,9 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (State.SUBMITTING, Trigger.NOTIFIED): State.AWAITING,
     **{(s, Trigger.CONFIRMED_OK): State.OK for s in _OUTCOME_FROM},
     **{(s, Trigger.CONFIRMED_ERROR): State.ERROR for s in _OUTCOME_FROM},
+    # The only edges out of a terminal state, taken by an operator only: nothing was cancelled
+    # (the SAT refused or the provider rejected the request), so sending again is safe.  OK never moves.
+    **{(s, Trigger.REQUEUE): State.QUEUED for s in REQUEUABLE},
 }
 
 

@@ -130,4 +130,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN acuse_sha256 TEXT;
     UPDATE jobs SET acuse_sha256 = sha256(acuse) WHERE acuse IS NOT NULL;
     """,
+    # 4: operator holds (`reconciler hold`): a held job is never claimed by the submitter.  One row
+    # per held job, who held it and when; `release` deletes the row (the events keep the history).
+    """
+    CREATE TABLE holds (
+        uuid TEXT PRIMARY KEY,
+        at   TEXT NOT NULL,
+        by   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )

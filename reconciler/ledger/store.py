@@ -9,6 +9,7 @@ decisions themselves come from the pure modules :mod:`reconciler.jobs.states` an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -70,6 +71,7 @@ _SETTABLE = frozenset(
         "acuse_sha256",
         "claim",
         "overdue_at",
+        "resolved_at",
     }
 )
 
@@ -292,6 +294,13 @@ class Ledger:
         if attempt:
             log.info("ledger %s: write lock free after %.1fs; carrying on", self.path, time.monotonic() - started)
 
+    # For the ledger's own modules (controls, imports): a write transaction, and a read.
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
+        return self._tx()
+
+    async def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return await self._all(sql, params)
+
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
             async with self._db.execute(sql, params) as cur:
@@ -456,6 +465,7 @@ class Ledger:
         async with self._tx() as db:
             async with db.execute(
                 "SELECT uuid FROM jobs WHERE state = 'queued' AND next_attempt_at <= ? "
+                "AND uuid NOT IN (SELECT uuid FROM holds) "  # an operator's hold: never sent
                 "ORDER BY next_attempt_at, created_at LIMIT ?",
                 (at, limit),
             ) as cur:
