@@ -8,21 +8,20 @@ codes 0-3.  Read commands import neither zeep, imapclient nor apscheduler.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from reconciler import __version__
-from reconciler.cli import operator
-from reconciler.cli.output import silence_stdout, stdout, write_file, writing_stdout
-from reconciler.errors import ConfigError, JobNotFoundError, ReconcilerError, ValidationError
+from reconciler.cli import files, listing, operator
+from reconciler.cli.output import silence_stdout, stdout
+from reconciler.errors import ConfigError, ReconcilerError, ValidationError
 from reconciler.jobs.states import State
 
 if TYPE_CHECKING:
@@ -143,96 +142,7 @@ def submit(ctx: Context, uuid: str, rfc: str, motivo: str, folio_sustitucion: st
         click.echo(f"{job.uuid} is already in the ledger (state {job.state}); nothing changed")
 
 
-@cli.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@json_option
-@click.pass_obj
-def import_(ctx: Context, file: str, as_json: bool) -> None:
-    """Queue jobs from a CSV file (header uuid,rfc,motivo,folio_sustitucion), all or nothing."""
-    from reconciler.clock import utc_now
-    from reconciler.jobs.jobfile import bounded_lines, parse_jobs
-
-    if file == "-":
-        if sys.stdin is None:
-            raise ValidationError("<stdin>: stdin is closed")
-        specs = parse_jobs(bounded_lines(sys.stdin, "<stdin>"), "<stdin>")
-    else:
-        try:
-            with open(file, encoding="utf-8-sig", newline="") as f:
-                specs = parse_jobs(bounded_lines(f, file), file)
-        except OSError as e:
-            raise ValidationError(f"{file}: {e.strerror}") from e
-
-    async def go(ledger: Ledger) -> tuple[int, list[str]]:
-        result = await ledger.add_jobs(specs, utc_now(), source="import")
-        return result.added, result.existing
-
-    added, existing = _run(_with_ledger(ctx, go, create=True))
-    if as_json:
-        _emit_json({"rows": len(specs), "queued": added, "existing": existing})
-    else:
-        click.echo(f"{len(specs)} rows: {added} queued, {len(existing)} already in the ledger")
-
-
 # -- reading -------------------------------------------------------------------
-
-
-@cli.command()
-@click.argument("uuid", required=False)
-@click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option("--limit", default=100, show_default=True, help="At most this many jobs (0: all).")
-@json_option
-@click.pass_obj
-def status(ctx: Context, uuid: str | None, state: str | None, limit: int, as_json: bool) -> None:
-    """A table of jobs, or one job with its event history."""
-
-    if uuid is not None:
-        from reconciler.jobs.validation import parse_uuid
-
-        key = parse_uuid(uuid)
-
-        async def one(ledger: Ledger) -> tuple[Job, list[dict[str, Any]]]:
-            return await ledger.get_job(key), [e.as_dict() for e in await ledger.events(key)]
-
-        job, events = _run(_with_ledger(ctx, one))
-        if as_json:
-            _emit_json({**job.as_dict(), "events": events})
-            return
-        _table(None, ("field", "value"), job.as_dict().items())
-        _table(
-            "events",
-            ("at", "kind", "source", "detail"),
-            ((e["at"], e["kind"], e["source"], json.dumps(e["detail"], ensure_ascii=False)) for e in events),
-        )
-        return
-
-    async def many(ledger: Ledger) -> list[Job]:
-        return await ledger.list_jobs(State(state) if state else None, limit or None)
-
-    jobs = _run(_with_ledger(ctx, many))
-    if as_json:
-        _emit_json([j.as_dict() for j in jobs])
-        return
-    _table(
-        None,
-        ("uuid", "rfc", "motivo", "state", "code", "attempts", "created", "resolved", "overdue"),
-        (
-            (
-                j.uuid,
-                j.rfc_emisor,
-                j.motivo,
-                j.state,
-                j.code,
-                j.attempts,
-                j.created_at,
-                j.resolved_at,
-                "yes" if j.overdue else "",
-            )
-            for j in jobs
-        ),
-    )
-    if limit and len(jobs) == limit:
-        click.echo(f"(first {limit} jobs; --limit 0 shows all)", err=True)
 
 
 async def _snapshot(ledger: Ledger) -> Any:
@@ -332,101 +242,10 @@ def check(ctx: Context) -> int:
     return int(health.level)
 
 
-@cli.command()
-@click.argument("uuid")
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to this file instead of stdout."
-)
-@click.pass_obj
-def acuse(ctx: Context, uuid: str, output: str | None) -> None:
-    """Write the SAT acknowledgement (acuse) stored for a job."""
-    from reconciler.jobs.validation import parse_uuid
-
-    key = parse_uuid(uuid)
-
-    async def go(ledger: Ledger) -> tuple[bytes | None, Job]:
-        return await ledger.acuse(key), await ledger.get_job(key)
-
-    data, job = _run(_with_ledger(ctx, go))
-    if data is None:
-        raise JobNotFoundError(f"job {key} has no acuse stored (state {job.state})")
-    if output is None:
-        with writing_stdout() as out:
-            out.buffer.write(data)  # type: ignore[attr-defined]
-            out.flush()
-        return
-    write_file(output, lambda f: f.write(data))
-    click.echo(f"wrote {len(data)} bytes to {output}", err=True)
-
-
-@cli.command()
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
-@click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option("--since", metavar="DATE", help="Only jobs changed on or after DATE (YYYY-MM-DD or ISO-8601, UTC).")
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to this file instead of stdout."
-)
-@click.pass_obj
-def export(ctx: Context, fmt: str, state: str | None, since: str | None, output: str | None) -> None:
-    """Stream jobs with their outcome and acuse presence as CSV or JSON lines."""
-    import csv
-
-    from reconciler.clock import iso, parse_iso
-    from reconciler.outside import csv_cell
-
-    since_iso = None
-    if since is not None:
-        try:
-            since_iso = iso(parse_iso(since))
-        except ValueError as e:
-            raise ValidationError(f"--since: not a date: {since!r} (use YYYY-MM-DD or ISO-8601)") from e
-    fields = (
-        "uuid",
-        "rfc_emisor",
-        "motivo",
-        "folio_sustitucion",
-        "state",
-        "code",
-        "message",
-        "attempts",
-        "created_at",
-        "submitted_at",
-        "resolved_at",
-        "overdue",
-        "has_acuse",
-    )
-
-    async def go(ledger: Ledger, out: IO[str]) -> int:
-        writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
-        if writer:
-            writer.writerow(fields)
-        n = 0
-        async for job in ledger.iter_jobs(state=State(state) if state else None, since=since_iso):
-            row = job.as_dict()
-            if writer:
-                writer.writerow(["" if row[k] is None else csv_cell(row[k]) for k in fields])
-            else:
-                out.write(json.dumps({k: row[k] for k in fields}, ensure_ascii=False) + "\n")
-            n += 1
-        return n
-
-    if output is None:
-        with writing_stdout() as out:
-            _run(_with_ledger(ctx, lambda ledger: go(ledger, out)))
-            out.flush()
-        return
-
-    def write(f: IO[bytes]) -> int:
-        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-        try:
-            n = _run(_with_ledger(ctx, lambda ledger: go(ledger, text)))
-            text.flush()
-        finally:
-            text.detach()  # the caller closes the file
-        return n
-
-    n = write_file(output, write)
-    click.echo(f"exported {n} jobs to {output}", err=True)
+cli.add_command(files.import_)
+cli.add_command(listing.status)
+cli.add_command(files.acuse)
+cli.add_command(files.export)
 
 
 # -- the daemon ------------------------------------------------------------------

@@ -294,7 +294,11 @@ class Ledger:
         if attempt:
             log.info("ledger %s: write lock free after %.1fs; carrying on", self.path, time.monotonic() - started)
 
-    # For the ledger's own modules (controls, imports): a write transaction, and a read.
+    # For the ledger's own modules (controls, imports): the connection, a write transaction, a read.
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        return self._db
+
     def transaction(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
         return self._tx()
 
