@@ -36,7 +36,7 @@ COLUMNS: tuple[tuple[str, int], ...] = (
     ("motivo", 6),
     ("overdue", 7),
 )
-GAP = 2  # columns between two table columns
+GAP = 1  # columns between two table columns: uuid, rfc, state and created fit in 80
 PIPE_WIDTH = 200  # not a terminal: wide enough for every column
 
 
@@ -63,7 +63,8 @@ def local(when: str | None, tz: ZoneInfo, seconds: bool = False) -> str:
 
 
 def _width() -> int:
-    return shutil.get_terminal_size((PIPE_WIDTH, 24)).columns if sys.stdout is not None and sys.stdout.isatty() else PIPE_WIDTH
+    tty = sys.stdout is not None and sys.stdout.isatty()
+    return shutil.get_terminal_size((PIPE_WIDTH, 24)).columns if tty else PIPE_WIDTH
 
 
 @click.command()

@@ -128,7 +128,12 @@ def test_import_all_or_nothing_then_export(ledger_env: dict[str, str], tmp_path:
     del rows[150]
     with path.open("w", newline="") as f:
         csv.writer(f).writerows(rows)
-    assert cli_json("import", str(path), env=ledger_env) == {"rows": 300, "queued": 300, "existing": 0, "dry_run": False}
+    assert cli_json("import", str(path), env=ledger_env) == {
+        "rows": 300,
+        "queued": 300,
+        "existing": 0,
+        "dry_run": False,
+    }
     again = cli_json("import", str(path), env=ledger_env)
     assert again["queued"] == 0 and again["existing"] == 300  # type: ignore[index]
     summary = cli_json("summary", env=ledger_env)
