@@ -53,6 +53,19 @@ def build(path: Path, jobs: int) -> str:
     return probe
 
 
+def fresh(path: Path) -> Path:
+    """``path`` with no ledger left there by an earlier --keep run."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return path
+
+
+def reuse(path: Path) -> str:
+    """A probe UUID from a ledger kept by an earlier run (--keep)."""
+    with sqlite3.connect(path) as db:
+        return str(db.execute("SELECT uuid FROM jobs WHERE rowid = (SELECT max(rowid) / 2 FROM jobs)").fetchone()[0])
+
+
 def time_cmd(args: list[str], env: dict[str, str], runs: int) -> list[float]:
     times = []
     for _ in range(runs):
@@ -104,7 +117,7 @@ def bulk(exe: str, tmp: Path, env: dict[str, str], jobs: int, import_rows: int) 
         f.write("uuid,rfc,motivo,folio_sustitucion\n")
         for _ in range(import_rows):
             f.write(f"{uuid.uuid4()},{RFC},02,\n")
-    env2 = {**os.environ, "RECONCILER_LEDGER__PATH": str(tmp / "bulk-import.db")}
+    env2 = {**os.environ, "RECONCILER_LEDGER__PATH": str(fresh(tmp / "bulk-import.db"))}
     seconds, rss, cpu = measured([exe, "import", str(csv_path)], env2, sink)
     print(
         f"import of {import_rows:,} CSV rows into a new ledger: {seconds:.1f}s wall ({import_rows / seconds:,.0f} rows/s), "
@@ -119,12 +132,16 @@ def main() -> None:
     parser.add_argument("--import-rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--bulk-import-rows", type=int, default=1_000_000)
+    parser.add_argument("--keep", metavar="DIR", help="Build the ledger in DIR and keep it; reuse it when there.")
     args = parser.parse_args()
     exe = str(Path(sys.executable).with_name("reconciler"))
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep:  # build the ledger once, measure it many times
+            tmp = args.keep
+            Path(tmp).mkdir(parents=True, exist_ok=True)
         path = Path(tmp) / "ledger.db"
         t0 = time.perf_counter()
-        probe = build(path, args.jobs)
+        probe = reuse(path) if path.exists() else build(path, args.jobs)
         print(
             f"built a ledger of {args.jobs:,} jobs in {time.perf_counter() - t0:.1f}s ({path.stat().st_size / 1e6:.0f} MB)"
         )
@@ -144,7 +161,7 @@ def main() -> None:
             f.write("uuid,rfc,motivo,folio_sustitucion\n")
             for _ in range(args.import_rows):
                 f.write(f"{uuid.uuid4()},{RFC},02,\n")
-        env2 = {**os.environ, "RECONCILER_LEDGER__PATH": str(Path(tmp) / "import.db")}
+        env2 = {**os.environ, "RECONCILER_LEDGER__PATH": str(fresh(Path(tmp) / "import.db"))}
         [elapsed] = time_cmd([exe, "import", str(csv_path)], env2, 1)
         print(
             f"import of {args.import_rows:,} CSV rows into a new ledger: {elapsed:.2f}s "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -358,9 +359,16 @@ def demo(keep: bool, generated: int) -> int:
     )
     console.print(forged)
     _run(_summary_table(result.config))
-    where = f"demo ledger: {result.config.parent / 'ledger.sqlite3'} (log: {result.config.parent / 'demo.log'})"
-    console.print(escape(where))
-    console.print(escape(f"try: reconciler --config {result.config} status"))
+    from reconciler.cli.demo import invocation, remove
+
+    me = invocation()
+    if keep or not result.ok:  # a failed demo keeps its files to look at
+        where = f"demo ledger: {result.config.parent / 'ledger.sqlite3'} (log: {result.config.parent / 'demo.log'})"
+        console.print(escape(where))
+        console.print(escape(f"try: {me} --config {shlex.quote(str(result.config))} status"))
+    else:
+        remove(result.directory)
+        console.print(escape(f"demo files removed; `{me} demo --keep` keeps them (and the servers) to explore"))
     console.print(
         "[green]every job reached the state the simulator intended[/]" if result.ok else "[red]demo FAILED[/]"
     )
