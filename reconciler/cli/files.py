@@ -266,8 +266,13 @@ def export(
             out.write("\ufeff")
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(reading.CSV_FIELDS)
+        if shift is None:  # UTC: whole lines from SQLite, one write per chunk
+            async for chunk in reading.chunks(ledger, reading.CSV_LINE, query):
+                out.write("\n".join(r[0] for r in chunk) + "\n")
+                n += len(chunk)
+            return n
         async for chunk in reading.chunks(ledger, reading.CSV, query):
-            writer.writerows(chunk if shift is None else map(shift, chunk))
+            writer.writerows(map(shift, chunk))
             n += len(chunk)
         return n
 

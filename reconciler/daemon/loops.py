@@ -218,7 +218,9 @@ class Daemon:
                     width = self.settings.provider.max_concurrency * 2 if self._proven else 1
                     can_claim = not (exhausted or self._tripped or self.stop.is_set())
                     if can_claim and len(inflight) <= width // 2:
-                        jobs = await self.ledger.claim_due(self.clock(), width - len(inflight))
+                        # A pause stops a long pass too, between two claims (a fact read: cheap).
+                        paused = await self._paused()
+                        jobs = [] if paused else await self.ledger.claim_due(self.clock(), width - len(inflight))
                         exhausted = not jobs
                         inflight.update(asyncio.create_task(self._submit_one(job)) for job in jobs)
                     if not inflight:

@@ -74,6 +74,23 @@ _CSV_EXPR = {
     "has_acuse": "CASE WHEN acuse IS NOT NULL THEN 'true' ELSE 'false' END",
 }
 CSV = ", ".join(_CSV_EXPR.get(f, f) for f in CSV_FIELDS)
+
+
+def _quoted(expr: str) -> str:
+    """A CSV field as Python's csv module writes it (minimal quoting), or empty for NULL."""
+    needs = " OR ".join(f"instr(v, {c}) > 0" for c in ("','", "'\"'", "char(10)", "char(13)"))
+    return (
+        f"(SELECT CASE WHEN v IS NULL THEN '' WHEN {needs} THEN '\"' || replace(v, '\"', '\"\"') || '\"' ELSE v END"
+        f" FROM (SELECT {expr} AS v))"
+    )
+
+
+# A whole CSV line per row, built by SQLite: the fields other than these three are validated
+# UUIDs, RFCs, codes, numbers and times, which never need quoting.
+_FREE_TEXT = frozenset({"rfc_emisor", "folio_sustitucion", "message"})
+CSV_LINE = " || ',' || ".join(
+    _quoted(_CSV_EXPR.get(f, f)) if f in _FREE_TEXT else f"coalesce({_CSV_EXPR.get(f, f)}, '')" for f in CSV_FIELDS
+)
 TABLE_FIELDS = ("uuid", "rfc_emisor", "motivo", "state", "code", "attempts", "created_at", "resolved_at", "overdue")
 TABLE = ", ".join(f"{_OVERDUE}" if f == "overdue" else f for f in TABLE_FIELDS)
 
@@ -91,11 +108,17 @@ class Query:
     def sql(self, columns: str) -> tuple[str, list[Any]]:
         where: list[str] = []
         params: list[Any] = []
-        for clause, value in (("state = ?", self.state), ("rfc_emisor = ?", self.rfc), ("updated_at >= ?", self.since)):
+        # "+state": walk the table in rowid order and filter, never the state index and then a sort of
+        # every match (the newest 100 'ok' jobs of a million are then the last rows read, not a sort).
+        for clause, value in (
+            ("+state = ?", self.state),
+            ("rfc_emisor = ?", self.rfc),
+            ("updated_at >= ?", self.since),
+        ):
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        sql = f"SELECT {columns} FROM jobs"  # noqa: S608 (fixed column expressions, ? placeholders)
+        sql = f"SELECT {columns} FROM jobs"  # fixed column expressions, ? placeholders
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY rowid" + (" DESC" if self.newest_first else "")
