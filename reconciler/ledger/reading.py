@@ -29,7 +29,7 @@ _FORMULA = ", ".join("'" + c.replace("'", "''") + "'" if c.isprintable() else f"
 
 
 def _bool_json(expr: str) -> str:
-    return f"json(CASE WHEN {expr} THEN 'true' ELSE 'false' END)"
+    return f"CASE WHEN {expr} THEN json('true') ELSE json('false') END"  # constants: parsed once
 
 
 def _cell(column: str) -> str:
@@ -76,20 +76,22 @@ _CSV_EXPR = {
 CSV = ", ".join(_CSV_EXPR.get(f, f) for f in CSV_FIELDS)
 
 
-def _quoted(expr: str) -> str:
-    """A CSV field as Python's csv module writes it (minimal quoting), or empty for NULL."""
-    needs = " OR ".join(f"instr(v, {c}) > 0" for c in ("','", "'\"'", "char(10)", "char(13)"))
+def _quoted(column: str) -> str:
+    """A free-text column as a CSV field the way Python's csv module quotes one (and a lone carriage
+    return too), empty for NULL, a formula start defused (:func:`_cell`)."""
+    needs = " OR ".join(f"instr({column}, {c})" for c in ("','", "'\"'", "char(10)", "char(13)"))
+    cell = _cell(column)
     return (
-        f"(SELECT CASE WHEN v IS NULL THEN '' WHEN {needs} THEN '\"' || replace(v, '\"', '\"\"') || '\"' ELSE v END"
-        f" FROM (SELECT {expr} AS v))"
+        f"CASE WHEN {column} IS NULL THEN '' WHEN {needs} THEN '\"' || replace({cell}, '\"', '\"\"') || '\"'"
+        f" ELSE {cell} END"
     )
 
 
-# A whole CSV line per row, built by SQLite: the fields other than these three are validated
-# UUIDs, RFCs, codes, numbers and times, which never need quoting.
-_FREE_TEXT = frozenset({"rfc_emisor", "folio_sustitucion", "message"})
+# A whole CSV line per row, built by SQLite.  Only `message` (the provider's text) is free: the other
+# fields are validated UUIDs, RFCs ([A-Z&Ñ0-9]), codes, numbers and times, which never need quoting
+# nor start a formula.
 CSV_LINE = " || ',' || ".join(
-    _quoted(_CSV_EXPR.get(f, f)) if f in _FREE_TEXT else f"coalesce({_CSV_EXPR.get(f, f)}, '')" for f in CSV_FIELDS
+    _quoted("message") if f == "message" else f"coalesce({_CSV_EXPR.get(f, f)}, '')" for f in CSV_FIELDS if f
 )
 TABLE_FIELDS = ("uuid", "rfc_emisor", "motivo", "state", "code", "attempts", "created_at", "resolved_at", "overdue")
 TABLE = ", ".join(f"{_OVERDUE}" if f == "overdue" else f for f in TABLE_FIELDS)
