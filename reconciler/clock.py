@@ -6,7 +6,7 @@ time order and SQLite can compare them directly.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 
 def utc_now() -> datetime:
@@ -26,7 +26,3 @@ def parse_iso(text: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
-
-
-def after(now: datetime, seconds: float) -> str:
-    return iso(now + timedelta(seconds=seconds))

@@ -212,12 +212,6 @@ class Settings(BaseSettings):
         """Where the ledger lives; caches (the WSDL) go next to it."""
         return self.ledger.path.parent
 
-    def issuer(self, rfc: str) -> IssuerSettings | None:
-        for issuer in self.issuers:
-            if issuer.rfc == rfc.upper():
-                return issuer
-        return None
-
     def provider_password(self) -> SecretStr:
         return _secret(self.provider.password, self.provider.password_file, "provider.password", "provider_password")
 

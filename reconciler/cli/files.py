@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from reconciler.cli.output import write_file, writing_stdout
+from reconciler.cli.output import output_options, write_file, writing_stdout
 from reconciler.errors import JobNotFoundError, ReconcilerError, ValidationError
 from reconciler.jobs.states import State
 
@@ -24,11 +24,11 @@ STATES = tuple(str(s) for s in State)
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-    from reconciler.cli.main import Context
+    from reconciler.cli.context import Context
     from reconciler.ledger.imports import ImportResult
     from reconciler.ledger.store import Job, Ledger
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of text.")
+json_option = output_options
 
 
 @contextlib.contextmanager
@@ -72,7 +72,9 @@ def import_(ctx: Context, file: str, encoding: str | None, errors: str | None, d
     """Queue jobs from a CSV file or - (header uuid,rfc[,motivo][,folio_sustitucion]), all or nothing."""
     import aiosqlite
 
-    from reconciler.cli.main import _emit_json, _run, _with_ledger
+    from reconciler.cli.context import run as _run
+    from reconciler.cli.context import with_ledger as _with_ledger
+    from reconciler.cli.output import emit_json as _emit_json
     from reconciler.clock import utc_now
     from reconciler.jobs.csvsource import open_source
     from reconciler.jobs.jobfile import read_rows
@@ -125,7 +127,8 @@ def import_(ctx: Context, file: str, encoding: str | None, errors: str | None, d
 @click.pass_obj
 def acuse(ctx: Context, uuid: str | None, every: bool, since: str | None, output: str | None) -> None:
     """Write the SAT acknowledgement (acuse) stored for a job, or every one with --all -o DIR."""
-    from reconciler.cli.main import _run, _with_ledger
+    from reconciler.cli.context import run as _run
+    from reconciler.cli.context import with_ledger as _with_ledger
     from reconciler.jobs.validation import parse_uuid
 
     if every:
@@ -176,7 +179,8 @@ def _since(since: str | None, zone: ZoneInfo | None = None) -> str | None:
 
 
 def _all_acuses(ctx: Context, directory: Path, since: str | None) -> None:
-    from reconciler.cli.main import _run, _with_ledger
+    from reconciler.cli.context import run as _run
+    from reconciler.cli.context import with_ledger as _with_ledger
 
     if directory.exists() and not directory.is_dir():
         raise ValidationError(f"-o {directory}: not a directory")
@@ -240,7 +244,8 @@ def export(
     """Stream jobs with their outcome and acuse presence as CSV or JSON lines, in the order queued."""
     import csv
 
-    from reconciler.cli.main import _run, _with_ledger
+    from reconciler.cli.context import run as _run
+    from reconciler.cli.context import with_ledger as _with_ledger
     from reconciler.configfile import display_zone
     from reconciler.jobs.validation import parse_rfc
     from reconciler.ledger import reading

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from reconciler.cli.output import output_options
 from reconciler.jobs.states import State
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-    from reconciler.cli.main import Context
+    from reconciler.cli.context import Context
     from reconciler.ledger.store import Job, Ledger
 
 STATES = tuple(str(s) for s in State)
@@ -73,7 +74,7 @@ def _width() -> int:
 @click.option("--rfc", default=None, help="Only this issuer's jobs.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0), help="At most this many (0: all).")
 @click.option("--tz", default=None, help="Show times in this zone (default [display] timezone, else UTC).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")
+@output_options
 @click.pass_obj
 def status(
     ctx: Context, uuid: str | None, state: str | None, rfc: str | None, limit: int, tz: str | None, as_json: bool
@@ -85,7 +86,8 @@ def status(
     if uuid is not None:
         _one(ctx, uuid, zone, as_json)
         return
-    from reconciler.cli.main import _run, _with_ledger
+    from reconciler.cli.context import run as _run
+    from reconciler.cli.context import with_ledger as _with_ledger
     from reconciler.jobs.validation import parse_rfc
     from reconciler.ledger import reading
 
@@ -155,7 +157,9 @@ def _print_table(jobs: list[Sequence[Any]], shown: list[str], zone: ZoneInfo) ->
 
 
 def _one(ctx: Context, uuid: str, zone: ZoneInfo, as_json: bool) -> None:
-    from reconciler.cli.main import _emit_json, _run, _table, _with_ledger
+    from reconciler.cli.context import run as _run
+    from reconciler.cli.context import with_ledger as _with_ledger
+    from reconciler.cli.output import Report, Table, render
     from reconciler.jobs.validation import parse_uuid
 
     key = parse_uuid(uuid)
@@ -164,17 +168,14 @@ def _one(ctx: Context, uuid: str, zone: ZoneInfo, as_json: bool) -> None:
         return await ledger.get_job(key), [e.as_dict() for e in await ledger.events(key)]
 
     job, events = _run(_with_ledger(ctx, one))
-    if as_json:
-        _emit_json({**job.as_dict(), "events": events})
-        return
     times = {"created_at", "submitted_at", "resolved_at", "next_attempt_at"}
-    fields = ((k, local(v, zone, seconds=True) if k in times else v) for k, v in job.as_dict().items())
-    _table(f"job {key} (times in {zone.key})", ("field", "value"), fields)
-    _table(
-        "events",
-        ("at", "kind", "source", "detail"),
-        (
-            (local(e["at"], zone, True), e["kind"], e["source"], json.dumps(e["detail"], ensure_ascii=False))
-            for e in events
-        ),
-    )
+    fields = [(k, local(v, zone, seconds=True) if k in times else v) for k, v in job.as_dict().items()]
+    history = [
+        (local(e["at"], zone, True), e["kind"], e["source"], json.dumps(e["detail"], ensure_ascii=False))
+        for e in events
+    ]
+    human = [
+        Table(("field", "value"), fields, f"job {key} (times in {zone.key})"),
+        Table(("at", "kind", "source", "detail"), history, "events"),
+    ]
+    render(Report({**job.as_dict(), "events": events}, human), as_json)

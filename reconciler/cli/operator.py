@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from reconciler.cli.output import output_options
 from reconciler.errors import ValidationError
 
 if TYPE_CHECKING:
-    from reconciler.cli.main import Context
+    from reconciler.cli.context import Context
     from reconciler.ledger.controls import Outcome
     from reconciler.ledger.store import Ledger
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of text.")
+json_option = output_options
 
 
 def actor() -> dict[str, str]:
@@ -45,13 +46,14 @@ def _uuids(values: tuple[str, ...]) -> list[str]:
 
 
 def _ledger(ctx: Context, fn: Any) -> Any:
-    from reconciler.cli.main import _run, _with_ledger
+    from reconciler.cli.context import run as _run
+    from reconciler.cli.context import with_ledger as _with_ledger
 
     return _run(_with_ledger(ctx, fn, write=True))
 
 
 def _report(outcomes: list[Outcome], as_json: bool) -> None:
-    from reconciler.cli.main import _emit_json
+    from reconciler.cli.output import emit_json as _emit_json
 
     if as_json:
         _emit_json([o.as_dict() for o in outcomes])
@@ -103,14 +105,14 @@ def release(ctx: Context, uuids: tuple[str, ...], as_json: bool) -> None:
 @click.pass_obj
 def held(ctx: Context, as_json: bool) -> None:
     """List the held jobs, when and by whom."""
-    from reconciler.cli.main import _emit_json, _run, _table, _with_ledger
+    from reconciler.cli.context import run as _run
+    from reconciler.cli.context import with_ledger as _with_ledger
+    from reconciler.cli.output import Report, Table, render
     from reconciler.ledger import controls
 
     holds: dict[str, dict[str, str]] = _run(_with_ledger(ctx, controls.held))
-    if as_json:
-        _emit_json([{"uuid": u, **v} for u, v in holds.items()])
-        return
-    _table(None, ("uuid", "held at", "by"), ((u, v["at"], v["by"]) for u, v in holds.items()))
+    rows = [(u, v["at"], v["by"]) for u, v in holds.items()]
+    render(Report([{"uuid": u, **v} for u, v in holds.items()], [Table(("uuid", "held at", "by"), rows)]), as_json)
 
 
 @click.command()
@@ -160,7 +162,7 @@ def unpause(ctx: Context) -> None:
 @click.pass_obj
 def requeue(ctx: Context, uuids: tuple[str, ...], state: str | None, rfc: str | None, as_json: bool) -> None:
     """Send error or rejected jobs again after fixing the cause (a CSD, say); all or nothing."""
-    from reconciler.cli.main import _emit_json
+    from reconciler.cli.output import emit_json as _emit_json
     from reconciler.clock import utc_now
     from reconciler.jobs.states import State
     from reconciler.jobs.validation import parse_rfc

@@ -1,23 +1,87 @@
-"""Where the CLI's output goes: stdout (closed or full is one clear error) or a file written whole.
+"""The CLI's one output module: the shared ``--json`` option, one render function, and where output goes.
 
-Only the CLI uses this module; it raises ReconcilerError and ValidationError and leaves exit
-codes to :mod:`reconciler.cli.main`.
+Every read command builds a :class:`Report` (``data`` is exactly what ``--json`` prints; tables
+and lines are the human view of the same result) and hands it to :func:`render`, in the way
+sqlite-utils' commands share ``output_options``.  Output goes to stdout (closed or full is one
+clear error) or to a file written whole.  Only the CLI uses this module; it raises
+ReconcilerError and ValidationError and leaves exit codes to :mod:`reconciler.cli.main`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
+
+import click
 
 from reconciler.errors import ReconcilerError, ValidationError
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def output_options(fn: F) -> F:
+    """The output options every read command shares: ``--json`` for machines, else a table."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")(fn)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A human table: every cell is printed as literal text on one line."""
+
+    columns: Sequence[str]
+    rows: Iterable[Sequence[Any]]
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One command's result: ``data`` is the JSON document; ``human`` the tables and lines shown instead."""
+
+    data: Any
+    human: Sequence[Table | str] = ()
+
+
+def render(report: Report, as_json: bool) -> None:
+    """Print ``report``: its data as one JSON document, or its tables and lines for a person."""
+    if as_json:
+        emit_json(report.data)
+        return
+    for part in report.human:
+        if isinstance(part, Table):
+            table(part)
+        else:
+            click.echo(part)
+
+
+def emit_json(obj: Any) -> None:
+    """One JSON document on one line; values JSON has no type for (dates, paths) as their text."""
+    stdout().write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+
+
+def table(spec: Table) -> None:
+    """Print a table; every cell is literal text (never rich markup) on one line (controls escaped)."""
+    from rich.console import Console
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    from reconciler.outside import one_line
+
+    out = RichTable(title=spec.title, header_style="bold")
+    for column in spec.columns:
+        out.add_column(column)
+    for row in spec.rows:
+        out.add_row(*(Text("" if v is None else one_line(str(v))) for v in row))
+    stream = stdout()
+    Console(file=stream, width=None if stream.isatty() else 200).print(out)
 
 
 def stdout() -> IO[str]:

@@ -6,6 +6,10 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import click
+
+from reconciler.cli.context import Context, run
+from reconciler.cli.output import Report, output_options, render
 from reconciler.errors import ReconcilerError
 
 
@@ -85,3 +89,24 @@ async def _provider(settings: Any) -> Check:
     await client.aclose()
     where = settings.provider.endpoint or "the WSDL's address"
     return Check("provider", True, f"WSDL {settings.provider.wsdl} loaded; port {settings.provider.port} at {where}")
+
+
+@click.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@output_options
+@click.pass_obj
+def config_check(ctx: Context, as_json: bool) -> int:
+    """Validate the config, open the ledger, log in to the mailbox, load the WSDL; one line each."""
+    from reconciler.outside import one_line
+
+    checks = run(run_checks(ctx.config))
+    lines = [
+        f"{'ok  ' if c.ok else 'FAIL'} {c.name:<8} {one_line(c.detail)}" + (f" -> fix: {c.fix}" if c.fix else "")
+        for c in checks
+    ]
+    render(Report([c.as_dict() for c in checks], lines), as_json)
+    return 0 if all(c.ok for c in checks) else 2

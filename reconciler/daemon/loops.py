@@ -18,20 +18,20 @@ import os
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from reconciler.backoff import next_attempt
 from reconciler.clock import iso, utc_now
 from reconciler.daemon import sdnotify
+from reconciler.daemon.totals import Totals
 from reconciler.errors import LedgerError
 from reconciler.jobs.states import State, Trigger
 from reconciler.ledger import controls
 from reconciler.ledger.store import Change, Job, Ledger
 from reconciler.provider import breaker
-from reconciler.provider.codes import Outcome, StatusOutcome
-from reconciler.provider.outcomes import cancel_names_another, status_change
+from reconciler.provider.breaker import Breaker, Load
+from reconciler.provider.outcomes import Decision, cancel_decision, status_decision
 
 if TYPE_CHECKING:
     from reconciler.config import Settings
@@ -43,25 +43,6 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 10.0
 CHECK_BATCH = 200
-
-
-@dataclass
-class Totals:
-    """What this daemon run did, for the summary line at exit."""
-
-    sent: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    retried: int = 0
-    confirmed: int = 0
-    status_calls: int = 0
-    requeued: int = 0
-
-    def line(self) -> str:
-        return (
-            f"sent {self.sent} (accepted {self.accepted}, rejected {self.rejected}, retried {self.retried}); "
-            f"status calls {self.status_calls} (resolved {self.confirmed}, resubmitted {self.requeued})"
-        )
 
 
 class Daemon:
@@ -89,12 +70,7 @@ class Daemon:
         self.totals = Totals()
         self.fatal: BaseException | None = None
         self._slots = asyncio.Semaphore(settings.provider.max_concurrency)
-        self._tripped = False
-        # Until one call proves the credentials, send one request at a time: a wrong
-        # password then costs one failed login, not max_concurrency of them.
-        self._proven = False
-        self._breaker_seen: Any = None
-        self._breaker_same = False
+        self.breaker = Breaker()
         self._was_paused = False
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -151,42 +127,32 @@ class Daemon:
         time again until a reply proves the credentials.
         """
         fact = (await self.ledger.facts()).get("breaker")
-        if fact is None:
-            if self._tripped:
-                self._proven = False
-            self._tripped = False
-            return
-        # The fingerprint is a slow hash: compare once per breaker fact, not on every pass.
-        if fact.get("recorded_at") != self._breaker_seen:
-            self._breaker_seen = fact.get("recorded_at")
-            self._breaker_same = await asyncio.to_thread(breaker.same_credentials, fact, *self._credentials)
-        if self._breaker_same:
-            if not self._tripped:
-                log.error(
-                    "submissions stopped: provider code %s (%s) at %s; fix the account, then `reconciler resume`",
-                    fact.get("code"),
-                    fact.get("meaning"),
-                    fact.get("recorded_at"),
-                )
-            self._tripped = True
-            return
-        await self.ledger.clear_fact("breaker")
-        await self.ledger.record_event(
-            None, "breaker", "daemon", {"action": "cleared", "reason": "credentials changed"}, self.clock()
-        )
-        log.info("circuit breaker cleared: the provider credentials changed since it tripped")
-        self._tripped = False
-        self._proven = False
+        if fact is not None and self.breaker.stale(fact):
+            # The fingerprint is a slow hash: off the event loop, once per breaker fact.
+            self.breaker.compared(fact, await asyncio.to_thread(breaker.same_credentials, fact, *self._credentials))
+        loaded = self.breaker.load(fact)
+        if fact is not None and loaded == Load.OPENED:
+            log.error(
+                "submissions stopped: provider code %s (%s) at %s; fix the account, then `reconciler resume`",
+                fact.get("code"),
+                fact.get("meaning"),
+                fact.get("recorded_at"),
+            )
+        elif loaded == Load.CHANGED:
+            await self.ledger.clear_fact("breaker")
+            await self.ledger.record_event(
+                None, "breaker", "daemon", {"action": "cleared", "reason": "credentials changed"}, self.clock()
+            )
+            log.info("circuit breaker cleared: the provider credentials changed since it tripped")
 
     async def _trip(self, code: int | None, message: str, meaning: str) -> None:
-        if self._tripped:
+        if not self.breaker.trip():
             return
-        self._tripped = True
         print_ = await asyncio.to_thread(breaker.fingerprint, *self._credentials)  # a slow hash: off the loop
         fact = {"code": code, "message": message[:200], "meaning": meaning, **print_}
         now = self.clock()
         await self.ledger.set_fact("breaker", fact, now)
-        self._breaker_seen, self._breaker_same = iso(now), True
+        self.breaker.recorded(iso(now))
         await self.ledger.record_event(
             None, "breaker", "daemon", {"action": "opened", "code": code, "meaning": meaning}, now
         )
@@ -215,8 +181,8 @@ class Daemon:
             exhausted = False
             try:
                 while True:
-                    width = self.settings.provider.max_concurrency * 2 if self._proven else 1
-                    can_claim = not (exhausted or self._tripped or self.stop.is_set())
+                    width = self.breaker.width(self.settings.provider.max_concurrency)
+                    can_claim = not (exhausted or self.breaker.tripped or self.stop.is_set())
                     if can_claim and len(inflight) <= width // 2:
                         # A pause stops a long pass too, between two claims (a fact read: cheap).
                         paused = await self._paused()
@@ -249,7 +215,7 @@ class Daemon:
 
     async def _submit_one(self, job: Job) -> int:
         async with self._slots:
-            if self._tripped or self.stop.is_set():
+            if self.breaker.tripped or self.stop.is_set():
                 # Claimed but never sent: back to the queue as it was.
                 await self.ledger.apply(
                     [
@@ -270,70 +236,25 @@ class Daemon:
     async def _record_reply(self, job: Job, reply: Reply) -> None:
         now = self.clock()
         c = reply.classification
+        sched = self.settings.schedule
+        later = next_attempt(now, job.attempts, sched.retry_base_s, sched.retry_max_s, self.rng)
         self.totals.sent += 1
         if self.metrics is not None:
             self.metrics.submissions.inc()
             self.metrics.reply("cancelarAsincrono", reply.code, str(c.outcome))
-        event = (
-            "reply",
-            {
-                "op": "cancelarAsincrono",
-                "code": reply.code,
-                "message": reply.message[:500],
-                "outcome": str(c.outcome),
-                "meaning": c.meaning,
-            },
-        )
-        base = {"code": reply.code, "message": reply.message[:500]}
-        mismatch = cancel_names_another(job.uuid, reply.message) if reply.code == 200 else None
-        if mismatch is not None:
-            # Not an acceptance of this job (a reply meant for another request?): retry; a 701 then proves it.
-            event[1].update(outcome=str(Outcome.TRANSIENT), meaning=mismatch)
-            retry_at = next_attempt(
-                now, job.attempts, self.settings.schedule.retry_base_s, self.settings.schedule.retry_max_s, self.rng
-            )
-            self.totals.retried += 1
-            log.warning("job %s: %s; retrying later", job.uuid, mismatch)
-            conflict = ("conflict", {"reason": mismatch, "code": reply.code})
-            change = Change(
-                job.uuid, Trigger.RETRY, "submitter", {**base, "next_attempt_at": iso(retry_at)}, [event, conflict]
-            )
-        elif c.outcome == Outcome.ACCEPTED:
-            self._proven = True
-            self.totals.accepted += 1
-            check_at = iso(now + timedelta(seconds=self.settings.schedule.status_check_after_s))
-            change = Change(
-                job.uuid,
-                Trigger.ACCEPTED,
-                "submitter",
-                {**base, "submitted_at": iso(now), "check_at": check_at, "next_attempt_at": None},
-                [event],
-            )
-        elif c.outcome == Outcome.REJECTED:
-            self._proven = True
-            self.totals.rejected += 1
-            change = Change(job.uuid, Trigger.REFUSED, "submitter", {**base, "next_attempt_at": None}, [event])
-        else:
-            if c.outcome == Outcome.ACCOUNT:
-                await self._trip(reply.code, reply.message, c.meaning)
-                retry_at = now
-            else:
-                if reply.code is not None:
-                    self._proven = True
-                if not c.known:
-                    log.warning(
-                        "job %s: unknown provider code %s (%s); retrying later",
-                        job.uuid,
-                        reply.code,
-                        reply.message[:200],
-                    )
-                retry_at = next_attempt(
-                    now, job.attempts, self.settings.schedule.retry_base_s, self.settings.schedule.retry_max_s, self.rng
-                )
-            self.totals.retried += 1
-            change = Change(job.uuid, Trigger.RETRY, "submitter", {**base, "next_attempt_at": iso(retry_at)}, [event])
+        decision = cancel_decision(job, reply, now, later, sched.status_check_after_s)
+        await self._follow(job, decision, reply.code, reply.message)
         log.info("job %s: cancelarAsincrono -> %s %s (%s)", job.uuid, reply.code, c.outcome, c.meaning)
-        await self.ledger.apply([change], now)
+        await self.ledger.apply([decision.change], now)
+
+    async def _follow(self, job: Job, decision: Decision, code: int | None, message: str) -> None:
+        """Everything a reply's decision says besides the job's change: totals, breaker, warning."""
+        self.totals.count(decision.tally)
+        self.breaker.replied(decision.proves)
+        if decision.trip is not None:
+            await self._trip(code, message, decision.trip)
+        if decision.warning is not None:
+            log.warning("job %s: %s", job.uuid, decision.warning)
 
     # -- confirmer and chaser ------------------------------------------------
 
@@ -361,7 +282,7 @@ class Daemon:
             if not go:
                 return 0
             await self.load_breaker()
-            while not self._tripped and not self.stop.is_set():
+            while not self.breaker.tripped and not self.stop.is_set():
                 jobs = await self.ledger.due_checks(self.clock(), CHECK_BATCH, claimed=claimed)
                 if not jobs:
                     break
@@ -370,7 +291,7 @@ class Daemon:
 
     async def _check_one(self, job: Job, source: str) -> int:
         async with self._slots:
-            if self._tripped or self.stop.is_set():
+            if self.breaker.tripped or self.stop.is_set():
                 return 0
             reply = await self.provider.status(job.uuid)
         self.totals.status_calls += 1
@@ -381,21 +302,12 @@ class Daemon:
         now = self.clock()
         sched = self.settings.schedule
         later = next_attempt(now, job.checks + 1, sched.retry_base_s, sched.retry_max_s, self.rng)
-        outcome = reply.outcome
         if self.metrics is not None:
-            self.metrics.reply("getStatusCancelacionAsincrona", reply.code, str(outcome))
-        change = status_change(job, reply, source, now, later, sched.status_check_after_s)
-        if change.trigger in (Trigger.CONFIRMED_OK, Trigger.CONFIRMED_ERROR):
-            self.totals.confirmed += 1
-        elif change.trigger == Trigger.LOST:
-            self.totals.requeued += 1
-        elif outcome == StatusOutcome.ACCOUNT:
-            await self._trip(reply.code, reply.message, "account error on the status call")
-        if outcome == StatusOutcome.DISPUTED:
-            why = change.events[-1][1].get("reason")
-            log.warning("job %s: %s; asking again later", job.uuid, why)
-        log.info("job %s: status -> %s %s", job.uuid, reply.code, outcome)
-        await self.ledger.apply([change], now)
+            self.metrics.reply("getStatusCancelacionAsincrona", reply.code, str(reply.outcome))
+        decision = status_decision(job, reply, source, now, later, sched.status_check_after_s)
+        await self._follow(job, decision, reply.code, reply.message)
+        log.info("job %s: status -> %s %s", job.uuid, reply.code, reply.outcome)
+        await self.ledger.apply([decision.change], now)
 
     # -- health ----------------------------------------------------------------
 
@@ -422,10 +334,10 @@ class Daemon:
         counts = await self.ledger.counts()
         if self.metrics is not None:
             self.metrics.counts(counts, await self.ledger.overdue_count())
-            self.metrics.breaker.set(1 if self._tripped else 0)
+            self.metrics.breaker.set(1 if self.breaker.tripped else 0)
             self.metrics.heartbeat.set(now.timestamp())
         status = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no jobs"
-        if self._tripped:
+        if self.breaker.tripped:
             status = "BREAKER OPEN; " + status
         sdnotify.notify("WATCHDOG=1", f"STATUS={status}")
 
@@ -455,7 +367,7 @@ class Daemon:
         await self.heartbeat()
         sched = self.settings.schedule
         scheduler = AsyncIOScheduler(timezone="UTC")
-        start = utc_now()
+        start = self.clock()
         every: list[tuple[Callable[[], Coroutine[Any, Any, Any]], float]] = [
             (self.submit_pass, sched.submit_interval_s),
             (self.confirm_pass, min(sched.submit_interval_s, 2.0)),

@@ -1,18 +1,20 @@
 """The daemon as a process: open the ledger, provider and mailbox, run, stop on a signal, close.
 
 Only :func:`run` talks to systemd (READY=1 once the ledger is open and the first
-mailbox login succeeded, STOPPING=1) and decides the exit status: 0 after a
-clean stop, 1 when the ledger could not be written.
+mailbox login succeeded, STOPPING=1).  It returns what happened (:class:`Run`);
+the exit status is the CLI's decision.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reconciler.daemon import sdnotify
 from reconciler.daemon.loops import Daemon
+from reconciler.daemon.totals import Totals
 from reconciler.errors import MailboxError
 from reconciler.ledger.lock import DaemonLock
 from reconciler.ledger.store import Ledger
@@ -22,6 +24,20 @@ if TYPE_CHECKING:
     from reconciler.mailbox.watcher import Watcher
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What one run of the daemon did.
+
+    ``started``: the mailbox answered and the loops ran (False: stopped by a signal
+    while the first login was still being retried).  ``fatal``: the error that
+    stopped the loops (the ledger could not be written), None after a clean stop.
+    """
+
+    started: bool
+    totals: Totals = field(default_factory=Totals)
+    fatal: BaseException | None = None
 
 
 async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool) -> bool:
@@ -48,8 +64,8 @@ async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool) -> boo
         return True
 
 
-async def run(settings: Settings, *, once: bool = False) -> int:
-    """Open everything, run, close everything; returns the process exit code."""
+async def run(settings: Settings, *, once: bool = False) -> Run:
+    """Open everything, run, close everything; returns what the run did."""
     # One daemon per ledger: the lock comes before anything touches the ledger or the provider.
     lock = DaemonLock.acquire(settings.ledger.path)
     try:
@@ -58,7 +74,7 @@ async def run(settings: Settings, *, once: bool = False) -> int:
         lock.release()
 
 
-async def _run_locked(settings: Settings, *, once: bool) -> int:
+async def _run_locked(settings: Settings, *, once: bool) -> Run:
     import signal
 
     from reconciler.mailbox.watcher import Watcher
@@ -86,7 +102,7 @@ async def _run_locked(settings: Settings, *, once: bool) -> int:
         await daemon.heartbeat(once=once)
         if not await _connect(watcher, daemon.stop, retry=not once):
             log.info("reconciler stopped before the mailbox answered")
-            return 0
+            return Run(started=False)
         sdnotify.notify("READY=1", "STATUS=ledger open, mailbox logged in")
         log.info(
             "reconciler started: ledger %s, mailbox %s/%s",
@@ -102,7 +118,7 @@ async def _run_locked(settings: Settings, *, once: bool) -> int:
         if daemon.fatal is None:
             await daemon.heartbeat(stopped=not once, once=once)
         log.info("reconciler stopped: %s", daemon.totals.line())
-        return 1 if daemon.fatal is not None else 0
+        return Run(started=True, totals=daemon.totals, fatal=daemon.fatal)
     finally:
         if watcher is not None:
             await watcher.close()

@@ -78,7 +78,3 @@ def step(current: State, trigger: Trigger) -> Step:
             return Step(None, reason=f"already {current}")
         return Step(None, conflict=True, reason=f"{trigger} contradicts terminal state {current}")
     return Step(None, reason=f"{trigger} does not apply to {current}")
-
-
-def is_terminal(state: State) -> bool:
-    return state in TERMINAL

@@ -72,7 +72,6 @@ class Notification:
     status: Status
     message_id: str | None
     sender: str | None  # the From addr-spec, lower-cased; None unless From holds exactly one mailbox
-    sender_display: str | None
     from_addresses: tuple[str, ...]  # every From addr-spec, lower-cased, in order
     date: datetime | None  # UTC
     raw_from: str | None
@@ -200,7 +199,7 @@ def _bare_break(data: bytes) -> str | None:
 
 def _notification(headers: dict[str, list[str]]) -> Parsed:
     message_id = _message_id(headers)
-    addresses, display, raw_from = _from(headers)
+    addresses, raw_from = _from(headers)
     sender = addresses[0] if len(addresses) == 1 else None
     date = _date(headers)
 
@@ -247,7 +246,7 @@ def _notification(headers: dict[str, list[str]]) -> Parsed:
     status: Status = "OK" if statuses.pop() == "OK" else "ERROR"
 
     results = tuple(_clean(_unfold(v)) for v in headers.get(AUTH_RESULTS.lower(), []))
-    return Notification(uuid, status, message_id, sender, display, addresses, date, raw_from, results)
+    return Notification(uuid, status, message_id, sender, addresses, date, raw_from, results)
 
 
 def _first(headers: dict[str, list[str]], name: str) -> str | None:
@@ -260,21 +259,16 @@ def _message_id(headers: dict[str, list[str]]) -> str | None:
     return _clean(value) if value else None
 
 
-def _from(headers: dict[str, list[str]]) -> tuple[tuple[str, ...], str | None, str | None]:
+def _from(headers: dict[str, list[str]]) -> tuple[tuple[str, ...], str | None]:
     values = headers.get("from", [])
-    addresses: list[str] = []
-    display: str | None = None
-    for raw in values:
-        for addr_spec, name in _addresses(raw):
-            addresses.append(addr_spec)
-            display = display if display is not None else name
+    addresses = tuple(addr_spec for raw in values for addr_spec in _addresses(raw))
     raw_from = _clean(_unfold(values[0])) if values else None
-    return tuple(addresses), display, raw_from
+    return addresses, raw_from
 
 
 @lru_cache(maxsize=4096)
-def _addresses(raw: str) -> tuple[tuple[str, str | None], ...]:
-    """(addr-spec lower-cased, display name) of each mailbox in one From value.
+def _addresses(raw: str) -> tuple[str, ...]:
+    """The addr-spec of each mailbox in one From value, lower-cased (display names never count).
 
     A value the parser had to guess at (an InvalidHeaderDefect, e.g. ``x@good.com <y@evil.com>``)
     or a domain that is not a plain host name yields one :data:`INVALID` mailbox, which no
@@ -284,18 +278,18 @@ def _addresses(raw: str) -> tuple[tuple[str, str | None], ...]:
     try:
         header = _POLICY.header_factory("from", raw)
         if any(isinstance(d, errors.InvalidHeaderDefect) for d in header.defects):
-            return ((INVALID, None),)
+            return (INVALID,)
         if "=?" in raw and _encoded_addr_spec(raw):  # never decoded: the allowlist sees what an MTA routes
-            return ((INVALID, None),) * max(1, len(header.addresses))
-        found: list[tuple[str, str | None]] = []
+            return (INVALID,) * max(1, len(header.addresses))
+        found: list[str] = []
         for address in header.addresses:
             if not address.username or not address.addr_spec.isascii() or not _is_hostname(address.domain):
-                found.append((INVALID, None))
+                found.append(INVALID)
             else:
-                found.append((_clean(address.addr_spec.lower()), _clean(address.display_name) or None))
+                found.append(_clean(address.addr_spec.lower()))
         return tuple(found)
     except Exception:
-        return ((INVALID, None),)
+        return (INVALID,)
 
 
 def _encoded_addr_spec(raw: str) -> bool:

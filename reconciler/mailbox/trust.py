@@ -129,8 +129,8 @@ def assess(
     verdict = check_sender(notification, trust.allowed_senders)
     if not verdict.trusted:
         return verdict
-    assert notification.sender is not None  # check_sender passed
-    domain = notification.sender.rpartition("@")[2]
+    domain = notification.sender_domain
+    assert domain is not None  # check_sender passed: exactly one sender
     reasons = [verdict.reason]
     if trust.authserv_id:
         verdict = check_authentication_results(notification.authentication_results, trust.authserv_id, domain)

@@ -16,9 +16,10 @@ Both tables are total: an unknown code classifies as transient with
 Failures with no code at all (timeouts, connection errors, HTTP errors, SOAP
 Faults, malformed replies) have their own classifications below.
 
-Sources: the provider's page for ``cancelarAsincrono`` and the codes public
-clients report (see ``FACTS.md``); meanings marked "reported" come from the
-latter and are less certain.
+Sources: the provider's page for ``cancelarAsincrono`` (its status table), and
+the codes that open-source clients of the service report beyond that page (402,
+623, 1701-1713, 1803; 1801 and 1802 on the status call); meanings marked
+"reported" come from those clients and are less certain.
 """
 
 from __future__ import annotations
@@ -222,11 +223,3 @@ CONNECTION_ERROR = Classification(None, Outcome.TRANSIENT, "the connection faile
 HTTP_ERROR = Classification(None, Outcome.TRANSIENT, "the server answered an HTTP error")
 SOAP_FAULT = Classification(None, Outcome.TRANSIENT, "the server answered a SOAP Fault")
 MALFORMED = Classification(None, Outcome.TRANSIENT, "the reply could not be understood")
-
-TRANSPORT: dict[str, Classification] = {
-    "timeout": TIMEOUT,
-    "connection": CONNECTION_ERROR,
-    "http": HTTP_ERROR,
-    "fault": SOAP_FAULT,
-    "malformed": MALFORMED,
-}

@@ -1,7 +1,10 @@
-"""What a provider reply does to a job, as pure functions: reply + job -> :class:`Change`.
+"""What a provider reply does to a job, as pure functions: reply + job -> :class:`Decision`.
 
 The daemon makes the calls and applies the changes; the decisions live here, with
-time passed in.  Two rules about evidence:
+time passed in (``now``, and ``later``: when to try again after a transient answer,
+the backoff the caller drew).  A :class:`Decision` says everything a reply means: the
+job's :class:`Change`, which total it counts in, whether it opens the circuit breaker
+or proves the credentials, and the warning to log.  Two rules about evidence:
 
 * a ``getStatusCancelacionAsincrona`` 200 resolves a job only per the verdict on
   its acuse (:mod:`reconciler.provider.acuse`): accepted -> ``ok`` with the acuse stored
@@ -15,17 +18,38 @@ time passed in.  Two rules about evidence:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from reconciler.clock import iso
 from reconciler.jobs.records import Change, Job
 from reconciler.jobs.states import State, Trigger
 from reconciler.provider.acuse import sha256
-from reconciler.provider.codes import StatusOutcome
+from reconciler.provider.codes import Outcome, StatusOutcome
 
 if TYPE_CHECKING:
-    from reconciler.provider.soap import StatusReply
+    from reconciler.provider.soap import Reply, StatusReply
+
+Tally = Literal["accepted", "rejected", "retried", "confirmed", "requeued"]
+"""Which of the run's totals (:class:`reconciler.daemon.totals.Totals`) a reply counts in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Everything one provider reply means.
+
+    ``trip`` is the meaning to record when the reply opens the circuit breaker (an
+    account-level code), ``proves`` whether it shows the credentials work (any coded
+    answer but an account-level one), ``warning`` a line to log about the job.
+    """
+
+    change: Change
+    tally: Tally | None = None
+    trip: str | None = None
+    proves: bool = False
+    warning: str | None = None
+
 
 # Five hyphen-joined runs of letters and digits of any script: a look-alike UUID (U+FB00 is one
 # character for "ff") is still a UUID to compare, and must then be this job's, in ASCII.
@@ -47,6 +71,66 @@ def cancel_names_another(uuid: str, message: str) -> str | None:
             shown = repr(named)
             return f"cancelarAsincrono answered 200 naming another UUID: {shown}"
     return None
+
+
+def cancel_decision(job: Job, reply: Reply, now: datetime, later: datetime, check_after_s: float) -> Decision:
+    """What a ``cancelarAsincrono`` reply does to ``job``.
+
+    Accepted: ``awaiting``, first status check ``check_after_s`` from ``now``.  Rejected:
+    ``error`` for good.  An account-level code opens the breaker and puts the job back in the
+    queue due ``now`` (nothing is sent while the breaker is open).  Anything else, or a 200
+    naming another UUID: retry at ``later``.
+    """
+    c = reply.classification
+    meaning = c.meaning
+    outcome = c.outcome
+    base: dict[str, Any] = {"code": reply.code, "message": reply.message[:500]}
+    mismatch = cancel_names_another(job.uuid, reply.message) if reply.code == 200 else None
+    if mismatch is not None:
+        # Not an acceptance of this job (a reply meant for another request?): retry; a 701 then proves it.
+        outcome, meaning = Outcome.TRANSIENT, mismatch
+    event = (
+        "reply",
+        {"op": "cancelarAsincrono", **base, "outcome": str(outcome), "meaning": meaning},
+    )
+    if mismatch is not None:
+        conflict = ("conflict", {"reason": mismatch, "code": reply.code})
+        change = Change(
+            job.uuid, Trigger.RETRY, "submitter", {**base, "next_attempt_at": iso(later)}, [event, conflict]
+        )
+        return Decision(change, "retried", warning=f"{mismatch}; retrying later")
+    if outcome == Outcome.ACCEPTED:
+        check_at = iso(now + timedelta(seconds=check_after_s))
+        fields = {**base, "submitted_at": iso(now), "check_at": check_at, "next_attempt_at": None}
+        return Decision(Change(job.uuid, Trigger.ACCEPTED, "submitter", fields, [event]), "accepted", proves=True)
+    if outcome == Outcome.REJECTED:
+        change = Change(job.uuid, Trigger.REFUSED, "submitter", {**base, "next_attempt_at": None}, [event])
+        return Decision(change, "rejected", proves=True)
+    if outcome == Outcome.ACCOUNT:
+        change = Change(job.uuid, Trigger.RETRY, "submitter", {**base, "next_attempt_at": iso(now)}, [event])
+        return Decision(change, "retried", trip=meaning)
+    warning = None
+    if not c.known:
+        warning = f"unknown provider code {reply.code} ({reply.message[:200]}); retrying later"
+    change = Change(job.uuid, Trigger.RETRY, "submitter", {**base, "next_attempt_at": iso(later)}, [event])
+    return Decision(change, "retried", proves=reply.code is not None, warning=warning)
+
+
+def status_decision(
+    job: Job, reply: StatusReply, source: str, now: datetime, later: datetime, after_s: float
+) -> Decision:
+    """What a ``getStatusCancelacionAsincrona`` reply means: :func:`status_change` and what it counts as."""
+    change = status_change(job, reply, source, now, later, after_s)
+    tally: Tally | None = None
+    if change.trigger in (Trigger.CONFIRMED_OK, Trigger.CONFIRMED_ERROR):
+        tally = "confirmed"
+    elif change.trigger == Trigger.LOST:
+        tally = "requeued"
+    trip = "account error on the status call" if reply.outcome == StatusOutcome.ACCOUNT else None
+    warning = None
+    if reply.outcome == StatusOutcome.DISPUTED:
+        warning = f"{change.events[-1][1].get('reason')}; asking again later"
+    return Decision(change, tally, trip=trip, warning=warning)
 
 
 def status_event(reply: StatusReply) -> tuple[str, dict[str, Any]]:

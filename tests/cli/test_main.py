@@ -104,6 +104,10 @@ def test_read_commands_on_a_missing_ledger_fail_clearly(ledger_env: dict[str, st
     assert result.returncode == 1 and "not found" in result.stderr and "Traceback" not in result.stderr
     check = run_cli("check", env=ledger_env)
     assert check.returncode == 3 and check.stdout.startswith("RECONCILER UNKNOWN - ledger ")
+    probe = run_cli("check", "--json", env=ledger_env)
+    assert probe.returncode == 3
+    data = json.loads(probe.stdout)
+    assert (data["status"], data["code"], data["line"], data["daemon"]) == ("UNKNOWN", 3, check.stdout.strip(), None)
 
 
 def test_unknown_job_exit_1(ledger_env: dict[str, str]) -> None:
@@ -160,6 +164,12 @@ def test_check_is_a_nagios_probe(ledger_env: dict[str, str], tmp_path: Path) -> 
         )
     result = run_cli("check", env=ledger_env)
     assert result.returncode == 2 and "provider code 601" in result.stdout
+    probe = run_cli("check", "--json", env=ledger_env)
+    assert probe.returncode == 2, probe.stderr
+    data = json.loads(probe.stdout)
+    assert (data["status"], data["code"], data["line"]) == ("CRITICAL", 2, result.stdout.strip())
+    assert any("provider code 601" in p for p in data["problems"])
+    assert data["daemon"] == {"running": False, "pid": None}
     summary = cli_json("summary", env=ledger_env)
     assert summary["breaker"]["code"] == 601 and summary["health"] == "CRITICAL"  # type: ignore[index]
 

@@ -37,7 +37,6 @@ def test_provider_message() -> None:
     assert (parsed.uuid, parsed.status, parsed.message_id) == (U, "OK", "<m1@solucionfactible.com>")
     assert parsed.sender == "notificaciones@solucionfactible.com"
     assert parsed.from_addresses == ("notificaciones@solucionfactible.com",)
-    assert parsed.sender_display == "Solución Factible"  # raw UTF-8 in the header (RFC 6532) is decoded
     assert parsed.date == datetime(2025, 11, 24, 7, 2, 3, tzinfo=UTC)
     assert parsed.authentication_results == ()
 
@@ -196,7 +195,7 @@ def test_an_encoded_display_name_is_fine() -> None:
         headers(f"From: {from_}", "X-SFService: Cancelar", f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK")
     )
     assert isinstance(parsed, Notification)
-    assert parsed.sender == "notificaciones@solucionfactible.com" and parsed.sender_display == "Solución Factible"
+    assert parsed.sender == "notificaciones@solucionfactible.com" and parsed.sender_domain == "solucionfactible.com"
 
 
 def test_repeated_from_is_malformed() -> None:
@@ -240,7 +239,7 @@ def test_from_header_details() -> None:
         )
     )
     assert isinstance(parsed, Notification)
-    assert parsed.sender == "avisos@solucionfactible.com" and parsed.sender_display == "Solución Factible"
+    assert parsed.sender == "avisos@solucionfactible.com"
     assert parsed.date == datetime(2025, 11, 24, 7, 2, 3, tzinfo=UTC)
     assert parsed.authentication_results == (
         "mx.example.com; dkim=pass header.d=solucionfactible.com",

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from reconciler.jobs.records import Job
 from reconciler.jobs.states import State, Trigger
+from reconciler.provider import codes
 from reconciler.provider.acuse import Kind, Verdict, check, sha256
-from reconciler.provider.codes import StatusOutcome, classify_status
-from reconciler.provider.outcomes import cancel_names_another, status_change
-from reconciler.provider.soap import StatusReply
+from reconciler.provider.codes import Classification, StatusOutcome, classify, classify_status
+from reconciler.provider.outcomes import cancel_decision, cancel_names_another, status_change, status_decision
+from reconciler.provider.soap import Reply, StatusReply
 
 U = "71452784-AFC7-4BE5-8623-3BA1436D573B"
 OTHER = "5B4B180D-5B6C-4392-B204-252215A1AB84"
@@ -118,3 +119,106 @@ def test_other_codes_keep_their_meaning() -> None:
     assert (dropped.trigger, dropped.set["claim"], dropped.set["check_at"]) == (None, None, "2026-01-01T00:00:05.000Z")
     processing = status_change(job(), reply(None, 211), "chaser", NOW, LATER, 5)
     assert [k for k, _ in processing.events] == ["status"] and processing.set["check_at"] == "2026-01-01T00:00:30.000Z"
+
+
+# -- what a cancelarAsincrono reply means -----------------------------------------------
+
+CHECK_AFTER_S = 60.0
+
+
+def cancel(code: int | None, message: str = U, classification: Classification | None = None) -> Reply:
+    return Reply(code, message, classification or (classify(code) if code is not None else codes.TIMEOUT))
+
+
+def test_an_accepted_cancel_awaits_and_checks_status_after_the_wait() -> None:
+    d = cancel_decision(job(), cancel(200), NOW, LATER, CHECK_AFTER_S)
+    assert d.change.trigger is Trigger.ACCEPTED and d.change.source == "submitter"
+    assert d.change.set == {
+        "code": 200,
+        "message": U,
+        "submitted_at": "2026-01-01T00:00:00.000Z",
+        "check_at": "2026-01-01T00:01:00.000Z",
+        "next_attempt_at": None,
+    }
+    [(kind, event)] = d.change.events
+    assert kind == "reply" and (event["op"], event["outcome"]) == ("cancelarAsincrono", "accepted")
+    assert (d.tally, d.trip, d.proves, d.warning) == ("accepted", None, True, None)
+
+
+@pytest.mark.parametrize("code", [204, 213, 1803])
+def test_a_rejected_cancel_is_an_error_for_good(code: int) -> None:
+    d = cancel_decision(job(), cancel(code, "no"), NOW, LATER, CHECK_AFTER_S)
+    assert d.change.trigger is Trigger.REFUSED and d.change.set == {
+        "code": code,
+        "message": "no",
+        "next_attempt_at": None,
+    }
+    assert (d.tally, d.trip, d.proves) == ("rejected", None, True)
+
+
+@pytest.mark.parametrize("code", [601, 602, 603, 604, 605, 620, 633])
+def test_an_account_code_trips_the_breaker_and_requeues_the_job_due_now(code: int) -> None:
+    d = cancel_decision(job(), cancel(code, "bad password"), NOW, LATER, CHECK_AFTER_S)
+    assert d.change.trigger is Trigger.RETRY and d.change.set["next_attempt_at"] == "2026-01-01T00:00:00.000Z"
+    assert d.trip == classify(code).meaning and d.trip
+    assert (d.tally, d.proves) == ("retried", False)
+
+
+@pytest.mark.parametrize(
+    ("reply_", "proves", "warned"),
+    [
+        (cancel(500, "busy"), True, False),
+        (cancel(9999, "what"), True, True),
+        (cancel(None, "timed out", codes.TIMEOUT), False, False),
+        (cancel(None, "refused", codes.CONNECTION_ERROR), False, False),
+    ],
+)
+def test_anything_else_retries_later(reply_: Reply, proves: bool, warned: bool) -> None:
+    d = cancel_decision(job(), reply_, NOW, LATER, CHECK_AFTER_S)
+    assert d.change.trigger is Trigger.RETRY and d.change.set["next_attempt_at"] == "2026-01-01T00:00:30.000Z"
+    assert (d.tally, d.trip, d.proves) == ("retried", None, proves)
+    assert (d.warning is not None) == warned
+    if warned:
+        assert d.warning == "unknown provider code 9999 (what); retrying later"
+
+
+def test_a_200_naming_another_uuid_retries_with_a_conflict_and_proves_nothing() -> None:
+    d = cancel_decision(job(), cancel(200, f"{OTHER}|02|"), NOW, LATER, CHECK_AFTER_S)
+    assert d.change.trigger is Trigger.RETRY and d.change.set["next_attempt_at"] == "2026-01-01T00:00:30.000Z"
+    (_, event), (kind, conflict) = d.change.events
+    assert event["outcome"] == "transient" and event["meaning"].startswith("cancelarAsincrono answered 200 naming")
+    assert kind == "conflict" and conflict == {"reason": event["meaning"], "code": 200}
+    assert (d.tally, d.trip, d.proves) == ("retried", None, False)
+    assert d.warning == f"{event['meaning']}; retrying later"
+
+
+def test_a_long_provider_message_is_cut_in_the_ledger() -> None:
+    d = cancel_decision(job(), cancel(500, "x" * 2000), NOW, LATER, CHECK_AFTER_S)
+    assert len(d.change.set["message"]) == 500 and len(d.change.events[0][1]["message"]) == 500
+
+
+# -- what a status reply counts as ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "claim", "tally", "trip", "warned"),
+    [
+        (reply(ACCEPTED), None, "confirmed", False, False),
+        (reply(None, 213), None, "confirmed", False, False),
+        (reply(None, 702), None, "requeued", False, False),
+        (reply(None, 702), "OK", None, False, False),
+        (reply(None, 211), None, None, False, False),
+        (reply(b"<html/>"), None, None, False, True),
+        (reply(None, 601), None, None, True, False),
+    ],
+)
+def test_a_status_reply_counts_trips_and_warns(
+    status: StatusReply, claim: str | None, tally: str | None, trip: bool, warned: bool
+) -> None:
+    d = status_decision(job(claim=claim), status, "chaser", NOW, LATER, 5)
+    assert d.change == status_change(job(claim=claim), status, "chaser", NOW, LATER, 5)
+    assert d.tally == tally and (d.trip is not None) == trip and not d.proves
+    assert (d.warning is not None) == warned
+    if warned:
+        assert d.warning is not None and d.warning.startswith("status 200 is not evidence: ")
+        assert d.warning.endswith("; asking again later")

@@ -84,7 +84,7 @@ def _check(data: bytes) -> None:
         assert result.reason and "\n" not in result.reason and len(result.reason) < 2000
     if isinstance(result, Notification):
         assert UUID_RE.fullmatch(result.uuid) and result.status in ("OK", "ERROR")
-        for text in (result.message_id, result.sender, result.sender_display, result.raw_from):
+        for text in (result.message_id, result.sender, result.raw_from):
             assert text is None or (text.isprintable() and len(text) <= 998), repr(text)
         for header in result.authentication_results:
             parse_authentication_results(header)
