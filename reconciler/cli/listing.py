@@ -72,7 +72,9 @@ def _width() -> int:
 @click.argument("uuid", required=False)
 @click.option("--state", type=click.Choice(STATES, case_sensitive=False), help="Only jobs in this state.")
 @click.option("--rfc", default=None, help="Only this issuer's jobs.")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0), help="At most this many (0: all).")
+@click.option(
+    "--limit", default=100, show_default=True, type=click.IntRange(0, 2**63 - 1), help="At most this many (0: all)."
+)
 @click.option("--tz", default=None, help="Show times in this zone (default [display] timezone, else UTC).")
 @output_options
 @click.pass_obj

@@ -73,6 +73,15 @@ def _byte_lines(stream: IO[bytes], name: str, codec: str, encoding: str | None, 
         yield line
 
 
+def _utf16_text(head: bytes) -> bool:
+    """ASCII text saved as UTF-16 without a BOM: every other byte NUL, the others not (``/dev/zero`` is not)."""
+    if len(head) < 4:
+        return False
+    le = head[1] == head[3] == 0 and head[0] != 0 and head[2] != 0
+    be = head[0] == head[2] == 0 and head[1] != 0 and head[3] != 0
+    return le or be
+
+
 def delimiter_of(header: str) -> str:
     """``;`` when the header has more semicolons than commas (a Spanish-locale spreadsheet), else ``,``."""
     return ";" if header.count(";") > header.count(",") else ","
@@ -85,7 +94,7 @@ def open_source(stream: IO[bytes], name: str, encoding: str | None = None) -> So
     """
     buffered: Any = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)  # type: ignore[type-var,unused-ignore]
     head = buffered.peek(4)[:4]
-    if encoding is None and (head.startswith(UTF16_BOMS) or b"\x00" in head):
+    if encoding is None and (head.startswith(UTF16_BOMS) or _utf16_text(head)):
         raise ValidationError(
             f"{name}: the file is UTF-16 text ('Unicode text' in Excel): save it as 'CSV UTF-8', "
             "or pass --encoding utf-16"
@@ -93,7 +102,7 @@ def open_source(stream: IO[bytes], name: str, encoding: str | None = None) -> So
     chosen = encoding or "utf-8-sig"
     try:
         codecs.lookup(chosen)
-    except LookupError as e:
+    except (LookupError, UnicodeError, ValueError) as e:
         raise ValidationError(f"--encoding: unknown encoding {encoding!r} (try utf-8, cp1252, latin-1, utf-16)") from e
     if chosen.replace("_", "-").lower() in ("utf-8", "utf8"):
         chosen = "utf-8-sig"  # a BOM is never part of the header
