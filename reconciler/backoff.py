@@ -1,4 +1,10 @@
-"""When to try again: capped exponential backoff with jitter, as pure functions of ``now``."""
+"""When to try again: capped exponential backoff with jitter, the one rule every retry loop uses.
+
+Pure: the delay is a function of the attempt number and a random source the caller passes in
+(a seeded ``random.Random`` in tests).  The loops that wait (the ledger's write lock and WAL
+switch, the daemon lock, the mailbox login and the watcher's reconnects, the submitter's and
+checkers' next attempt) count their own attempts and sleep, or stop, as they need.
+"""
 
 from __future__ import annotations
 
@@ -18,4 +24,5 @@ def delay(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> floa
 
 
 def next_attempt(now: datetime, attempt: int, base_s: float, cap_s: float, rng: random.Random) -> datetime:
+    """The time of the next try after the ``attempt``-th failure at ``now``."""
     return now + timedelta(seconds=delay(attempt, base_s, cap_s, rng))

@@ -99,6 +99,17 @@ class IssuerSettings(_Section):
         except ValidationError as e:
             raise ValueError(str(e)) from e
 
+    def csd_files(self) -> tuple[Path, Path] | None:
+        """The CSD's certificate and key files, None when neither is set.
+
+        The one check that they go together: only one of them is a ConfigError naming the issuer.
+        """
+        if self.csd_cer is None and self.csd_key is None:
+            return None
+        if self.csd_cer is None or self.csd_key is None:
+            raise ConfigError(f"issuers[{self.rfc}]: csd_cer and csd_key go together; set both or neither")
+        return self.csd_cer, self.csd_key
+
 
 class TrustSettings(_Section):
     allowed_senders: list[str] = ["*@solucionfactible.com"]
@@ -220,7 +231,7 @@ class Settings(BaseSettings):
 
     def csd_password(self, issuer: IssuerSettings) -> SecretStr | None:
         """The CSD key's password, or None when the issuer has no CSD configured."""
-        if issuer.csd_key is None and issuer.csd_cer is None:
+        if issuer.csd_files() is None:
             return None
         return _secret(
             issuer.csd_password,
@@ -240,11 +251,9 @@ class Settings(BaseSettings):
                 "without it nothing can be reconciled)"
             )
         for issuer in self.issuers:
-            if (issuer.csd_cer is None) != (issuer.csd_key is None):
-                raise ConfigError(f"issuers[{issuer.rfc}]: csd_cer and csd_key go together; set both or neither")
-            for key in ("csd_cer", "csd_key"):
-                path = getattr(issuer, key)
-                if path is not None and not path.is_file():
+            pair = issuer.csd_files()
+            for key, path in zip(("csd_cer", "csd_key"), pair or (), strict=False):  # no CSD: nothing to check
+                if not path.is_file():
                     raise ConfigError(f"issuers[{issuer.rfc}].{key}: file not found: {path}")
             self.csd_password(issuer)
 
@@ -257,7 +266,7 @@ class Settings(BaseSettings):
         if self.mailbox.auth == "password":
             self.mailbox_password()
         elif not (
-            self.mailbox.oauth2_token_file or self.mailbox.oauth2_token_command or _credential("mailbox_oauth2_token")
+            self.mailbox.oauth2_token_file or self.mailbox.oauth2_token_command or credential("mailbox_oauth2_token")
         ):
             raise ConfigError(
                 "mailbox.oauth2_token_file: missing (xoauth2 needs oauth2_token_file, oauth2_token_command "
@@ -272,7 +281,8 @@ def credential_name(prefix: str, rfc: str) -> str:
     return f"{prefix}_{rfc.upper().replace('Ñ', 'N').replace('&', '_')}"
 
 
-def _credential(name: str) -> Path | None:
+def credential(name: str) -> Path | None:
+    """The file of systemd credential ``name`` in ``$CREDENTIALS_DIRECTORY``, or None when there is none."""
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     if not directory:
         return None
@@ -294,16 +304,16 @@ def read_secret_file(path: Path, key: str) -> SecretStr:
     return SecretStr(text)
 
 
-def _secret(value: SecretStr | None, file: Path | None, key: str, credential: str) -> SecretStr:
+def _secret(value: SecretStr | None, file: Path | None, key: str, name: str) -> SecretStr:
     if value is not None and value.get_secret_value():
         return value
     if file is not None:
         return read_secret_file(file, f"{key}_file")
-    cred = _credential(credential)
+    cred = credential(name)
     if cred is not None:
-        return read_secret_file(cred, f"credential {credential}")
-    name = key.rsplit(".", 1)[-1]
-    raise ConfigError(f"{key}: missing (set {name}, {name}_file, or the systemd credential {credential})")
+        return read_secret_file(cred, f"credential {name}")
+    short = key.rsplit(".", 1)[-1]
+    raise ConfigError(f"{key}: missing (set {short}, {short}_file, or the systemd credential {name})")
 
 
 def _describe(error: PydanticValidationError) -> str:

@@ -6,33 +6,30 @@ import logging
 import sys
 from collections.abc import Iterable
 
-from reconciler.outside import one_line
-
-MASK = "***"
+from reconciler.redact import Redactor, one_line
 
 
 class SecretFilter(logging.Filter):
-    """Last line of defence: replace any known secret value in a formatted record with ``***``."""
+    """Last line of defence: mask the known secrets in a formatted record and its traceback.
+
+    The masking is :class:`reconciler.redact.Redactor`'s, the same as for SOAP traces.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._redact = Redactor(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
+        if not self._redact:
             return True
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        changed = False
-        for secret in self._secrets:
-            if secret in message:
-                message = message.replace(secret, MASK)
-                changed = True
-            if record.exc_text and secret in record.exc_text:
-                record.exc_text = record.exc_text.replace(secret, MASK)
-        if changed:
-            record.msg, record.args = message, None
+        masked = self._redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
         return True
 
 

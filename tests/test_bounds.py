@@ -104,10 +104,10 @@ def test_every_secret_source_is_capped(tmp_path: Path, monkeypatch: pytest.Monke
             f'[[issuers]]\nrfc = "{RFC}"\ncsd_cer = "{cer}"\ncsd_key = "{ok}"\ncsd_password = "p"\n',
         )
     )
-    from reconciler.provider.soap import _load_csd
+    from reconciler.provider.csd import load_all
 
     with pytest.raises(ConfigError, match=rf"^issuers\[{RFC}\].csd_cer: .*huge.cer: larger than 1 MiB"):
-        _load_csd(csd)
+        load_all(csd)
 
 
 def test_deeply_nested_toml_is_one_line(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def run(ctx: Context, once: bool, log_level: str, as_json: bool) -> int:
     """
     from reconciler import logs
     from reconciler.daemon import sdnotify
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     settings = ctx.settings()
     settings.require_provider()

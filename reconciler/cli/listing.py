@@ -133,7 +133,7 @@ def _print_table(jobs: list[Sequence[Any]], shown: list[str], zone: ZoneInfo) ->
     from rich.text import Text
 
     from reconciler.cli.output import stdout
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     table = Table(box=None, padding=(0, GAP, 0, 0), pad_edge=False, header_style="bold")
     for name in shown:

@@ -61,7 +61,7 @@ cli.add_command(operator.forget)
 
 def _one_line(error: BaseException) -> str:
     """Errors are one line even when a user-given name carries a newline or a control character."""
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     return one_line(str(error))
 

@@ -73,7 +73,7 @@ def table(spec: Table) -> None:
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     out = RichTable(title=spec.title, header_style="bold")
     for column in spec.columns:

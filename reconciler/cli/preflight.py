@@ -101,7 +101,7 @@ def config_group() -> None:
 @click.pass_obj
 def config_check(ctx: Context, as_json: bool) -> int:
     """Validate the config, open the ledger, log in to the mailbox, load the WSDL; one line each."""
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     checks = run(run_checks(ctx.config))
     lines = [

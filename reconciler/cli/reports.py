@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,13 +22,12 @@ if TYPE_CHECKING:
     from reconciler.ledger.store import Ledger
 
 STATES = tuple(str(s) for s in State)
-CONFLICT_WINDOW = timedelta(hours=72)
 
 
 async def snapshot(ledger: Ledger) -> Snapshot:
     """What ``summary``, ``check`` and the demo read from the ledger."""
     from reconciler.clock import iso, utc_now
-    from reconciler.daemon.health import Snapshot
+    from reconciler.daemon.health import CONFLICT_WINDOW, Snapshot
 
     since = iso(utc_now() - CONFLICT_WINDOW)
     return Snapshot(
@@ -154,7 +152,7 @@ def check(ctx: Context, as_json: bool) -> int:
     from reconciler.clock import utc_now
     from reconciler.daemon.health import Level, evaluate
     from reconciler.ledger import lock
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     try:
         snap = run(with_ledger(ctx, snapshot))

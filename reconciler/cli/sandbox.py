@@ -21,7 +21,7 @@ def demo(keep: bool, generated: int) -> int:
     """The offline sandbox demo: simulator, IMAP server and the real daemon on loopback."""
     from rich.console import Console
 
-    from reconciler.outside import one_line
+    from reconciler.redact import one_line
 
     try:
         from reconciler.cli.demo import run_demo

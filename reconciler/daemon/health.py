@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import Any
 
@@ -17,6 +17,8 @@ from reconciler.clock import parse_iso
 # How many missed heartbeats make a daemon dead, and the floor for a quiet mailbox.
 MISSED_HEARTBEATS = 3
 MAILBOX_GRACE_S = 900.0
+# Conflicts recorded this recently make ``check`` warn (and ``summary`` count them).
+CONFLICT_WINDOW = timedelta(hours=72)
 
 
 class Level(IntEnum):
@@ -106,6 +108,7 @@ def evaluate(snapshot: Snapshot, now: datetime) -> Health:
     if snapshot.overdue:
         raise_to(Level.WARNING, f"{snapshot.overdue} overdue job{'s' if snapshot.overdue != 1 else ''}")
     if snapshot.recent_conflicts:
-        n = snapshot.recent_conflicts
-        raise_to(Level.WARNING, f"{n} conflict{'s' if n != 1 else ''} in the last 72h (see `reconciler status UUID`)")
+        n, hours = snapshot.recent_conflicts, CONFLICT_WINDOW // timedelta(hours=1)
+        conflicts = f"{n} conflict{'s' if n != 1 else ''}"
+        raise_to(Level.WARNING, f"{conflicts} in the last {hours}h (see `reconciler status UUID`)")
     return Health(level, problems)

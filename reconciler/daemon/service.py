@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from reconciler import backoff
 from reconciler.daemon import sdnotify
 from reconciler.daemon.loops import Daemon
 from reconciler.daemon.totals import Totals
@@ -40,9 +42,15 @@ class Run:
     fatal: BaseException | None = None
 
 
-async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool) -> bool:
+# The first mailbox login's retries: 1 s doubling to a minute, jittered (many daemons restarted
+# together do not knock on one IMAP server in step).
+LOGIN_BACKOFF_S = (1.0, 60.0)
+
+
+async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool, rng: random.Random | None = None) -> bool:
     """Log in to the mailbox; when ``retry``, keep trying with capped backoff until it answers or we stop."""
-    delay = 1.0
+    rng = rng or random.Random()
+    attempt = 0
     failing = False
     while True:
         try:
@@ -53,12 +61,12 @@ async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool) -> boo
             if not failing:
                 log.warning("mailbox: %s; retrying until it answers", e)
                 failing = True
+            attempt += 1
             try:
-                await asyncio.wait_for(stop.wait(), delay)
+                await asyncio.wait_for(stop.wait(), backoff.delay(attempt, *LOGIN_BACKOFF_S, rng))
                 return False
             except TimeoutError:
-                delay = min(delay * 2, 60.0)
-            continue
+                continue
         if failing:
             log.info("mailbox: logged in")
         return True

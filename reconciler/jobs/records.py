@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Protocol
 
 from reconciler.jobs.states import TERMINAL, State, Trigger
 from reconciler.jobs.validation import JobSpec
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)  # one, not one per call
+
+
+class Row(Protocol):
+    """A row whose columns have names: ``sqlite3.Row``."""
+
+    def keys(self) -> list[str]: ...
+
+    def __getitem__(self, key: int, /) -> Any: ...
 
 
 def dumps(value: Any) -> str:
@@ -42,12 +51,32 @@ class Job:
     has_acuse: bool
     acuse_sha256: str | None = None
 
+    #: The column names a row must carry (:meth:`from_rows`): the fields' names, in order.
+    COLUMNS: ClassVar[tuple[str, ...]]
+
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> Job:
-        values = list(row)
-        values[4] = State(values[4])
-        values[17] = bool(values[17])
-        return cls(*values)
+    def from_rows(cls, rows: Iterable[Row]) -> list[Job]:
+        """The jobs in rows of one query, read by column name, whatever the columns' order.
+
+        Where each field is is looked up by name once, in the first row's columns, not per
+        row: ``sqlite3.Row`` finds a name by a linear scan, which would triple the cost of
+        reading a job (``export`` reads them all).
+        """
+        jobs: list[Job] = []
+        take: Callable[[Row], Any] | None = None
+        for row in rows:
+            if take is None:
+                take = _by_name(row.keys(), cls.COLUMNS)
+            values = list(take(row))
+            values[_STATE] = State(values[_STATE])
+            values[_HAS_ACUSE] = bool(values[_HAS_ACUSE])
+            jobs.append(cls(*values))
+        return jobs
+
+    @classmethod
+    def from_row(cls, row: Row) -> Job:
+        """The job in one row read by column name."""
+        return cls.from_rows([row])[0]
 
     @property
     def overdue(self) -> bool:
@@ -76,6 +105,18 @@ class Job:
             "has_acuse": self.has_acuse,
             "acuse_sha256": self.acuse_sha256,
         }
+
+
+Job.COLUMNS = tuple(f.name for f in fields(Job))
+_STATE, _HAS_ACUSE = Job.COLUMNS.index("state"), Job.COLUMNS.index("has_acuse")
+
+
+def _by_name(names: Sequence[str], wanted: Sequence[str]) -> Callable[[Row], Any]:
+    """A getter of the ``wanted`` columns, in that order, from rows whose columns are ``names``."""
+    missing = [name for name in wanted if name not in names]
+    if missing:
+        raise ValueError(f"a job row lacks the columns {', '.join(missing)}")
+    return operator.itemgetter(*(list(names).index(name) for name in wanted))
 
 
 @dataclass(frozen=True, slots=True)

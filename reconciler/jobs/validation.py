@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from reconciler.errors import ValidationError
+from reconciler.redact import show
 
 MOTIVOS: dict[str, str] = {
     "01": "issued with errors, with a replacing invoice",
@@ -20,12 +21,8 @@ MOTIVOS: dict[str, str] = {
 
 # SAT RFC: 3 letters (moral person) or 4 (physical person), the date YYMMDD, a 3-character homoclave.
 _RFC = re.compile(r"[A-ZÑ&]{3,4}[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[A-Z0-9]{2}[0-9A]")
+_SHOWN = 60  # characters of a bad value quoted in a message
 _UUID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "...'"
 
 
 def parse_uuid(value: str, field: str = "uuid") -> str:
@@ -35,30 +32,31 @@ def parse_uuid(value: str, field: str = "uuid") -> str:
     spreadsheets produce them.
     """
     if not isinstance(value, str):
-        raise ValidationError(f"{field}: not a UUID: {_show(value)}")
+        raise ValidationError(f"{field}: not a UUID: {show(value, _SHOWN)}")
     for i, c in enumerate(value, 1):  # before upper(): U+FB00 "ﬀ" folds to "FF"
         if not c.isascii():
             raise ValidationError(
-                f"{field}: non-ASCII character {_show(c)} (U+{ord(c):04X}) at position {i}: {_show(value)}"
+                f"{field}: non-ASCII character {show(c, _SHOWN)} (U+{ord(c):04X}) at position {i}: "
+                f"{show(value, _SHOWN)}"
             )
     text = value.strip()
     if text.startswith("{") and text.endswith("}"):
         text = text[1:-1].strip()
     text = text.upper()
     if not _UUID.fullmatch(text):
-        raise ValidationError(f"{field}: not a UUID: {_show(value)}")
+        raise ValidationError(f"{field}: not a UUID: {show(value, _SHOWN)}")
     return text  # the pattern admits exactly the canonical upper-case 8-4-4-4-12 form
 
 
 def parse_rfc(value: str, field: str = "rfc") -> str:
     """An issuer's RFC: 12 characters (company) or 13 (person), SAT pattern; returned upper-case."""
     if not isinstance(value, str):
-        raise ValidationError(f"{field}: not an RFC: {_show(value)}")
+        raise ValidationError(f"{field}: not an RFC: {show(value, _SHOWN)}")
     text = value.strip().upper()
     if len(text) not in (12, 13):
-        raise ValidationError(f"{field}: an RFC has 12 or 13 characters, got {len(text)}: {_show(value)}")
+        raise ValidationError(f"{field}: an RFC has 12 or 13 characters, got {len(text)}: {show(value, _SHOWN)}")
     if not _RFC.fullmatch(text):
-        raise ValidationError(f"{field}: not a valid RFC: {_show(value)}")
+        raise ValidationError(f"{field}: not a valid RFC: {show(value, _SHOWN)}")
     return text
 
 
@@ -70,7 +68,7 @@ def parse_motivo(value: str | None, field: str = "motivo") -> str:
     if text.isdigit() and len(text) <= 2:
         text = text.zfill(2)
     if text not in MOTIVOS:
-        raise ValidationError(f"{field}: must be one of 01, 02, 03, 04, got {_show(value)}")
+        raise ValidationError(f"{field}: must be one of 01, 02, 03, 04, got {show(value, _SHOWN)}")
     return text
 
 
@@ -103,6 +101,8 @@ def job_spec(uuid: str, rfc: str, motivo: str | None = None, folio_sustitucion: 
             raise ValidationError(f"folio_sustitucion: must differ from the cancelled uuid {u}")
     else:
         if folio:
-            raise ValidationError(f"folio_sustitucion: only allowed with motivo 01, got {_show(folio)} with motivo {m}")
+            raise ValidationError(
+                f"folio_sustitucion: only allowed with motivo 01, got {show(folio, _SHOWN)} with motivo {m}"
+            )
         f = None
     return JobSpec(u, r, m, f)

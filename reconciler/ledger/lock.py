@@ -10,16 +10,20 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import random
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler import backoff
 from reconciler.errors import AlreadyRunningError, LedgerError
 
 # A reader's probe holds a shared lock for microseconds: a starting daemon retries this long
 # before it believes another daemon holds the ledger.
 _ACQUIRE_S = 1.0
+_RETRY_S = (0.005, 0.05)  # first and longest pause between tries (backoff.delay)
+_JITTER = random.Random()
 
 
 def lock_path(ledger: str | os.PathLike[str]) -> Path:
@@ -69,13 +73,15 @@ class DaemonLock:
                 why = "is a symlink" if e.errno == errno.ELOOP else (e.strerror or str(e))
             raise LedgerError(f"ledger {Path(ledger)}: cannot take the daemon lock: {path}: {why}") from e
         deadline = time.monotonic() + _ACQUIRE_S
+        attempt = 0
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() < deadline:
-                    time.sleep(0.02)
+                    attempt += 1
+                    time.sleep(backoff.delay(attempt, *_RETRY_S, _JITTER))
                     continue
                 pid = _read_pid(fd)
                 os.close(fd)

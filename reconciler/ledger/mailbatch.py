@@ -24,12 +24,14 @@ import aiosqlite
 
 from reconciler.jobs.records import dumps
 from reconciler.jobs.states import TERMINAL, State, Trigger
+from reconciler.ledger import eventlog
 from reconciler.mailbox.reconcile import Decision, JobView, SeenMessage
 
 # Rows per statement: bounds the JSON text and SQLite's parse of it. Replaying 50,000 notifications
 # in batches of 10,000, peak RSS was 113 MB with one statement per batch, 78 MB with statements of
 # 2,000 rows, and 72 MB with the executemany this replaced.
 _ROWS = 2000
+SOURCE = "mailbox"  # the events' source
 
 _KNOWN = (
     "SELECT json_group_array(uid) FROM messages WHERE folder = ? AND uidvalidity = ? "
@@ -42,8 +44,8 @@ _APPLIED = (
     "SELECT json_group_array(message_id) FROM messages WHERE outcome IN ('applied', 'claimed') "
     "AND message_id IN (SELECT value FROM json_each(?))"
 )
-# Row layouts: jobs [state, resolved_at, claim, check_at, message, uuid]; events [uuid, kind, detail];
-# messages [uid, message_id, uuid, status, outcome, mark].
+# Row layouts: jobs [state, resolved_at, claim, check_at, message, uuid]; events [uuid, kind, source,
+# detail] (reconciler.ledger.eventlog); messages [uid, message_id, uuid, status, outcome, mark].
 _UPDATE_JOBS = """
     UPDATE jobs SET state = json_extract(u.value, '$[0]'), updated_at = ?1,
         resolved_at = coalesce(json_extract(u.value, '$[1]'), jobs.resolved_at),
@@ -51,11 +53,6 @@ _UPDATE_JOBS = """
         check_at = coalesce(json_extract(u.value, '$[3]'), jobs.check_at),
         message = json_extract(u.value, '$[4]')
     FROM json_each(?2) AS u WHERE jobs.uuid = json_extract(u.value, '$[5]')
-"""
-_INSERT_EVENTS = """
-    INSERT INTO events (uuid, at, kind, source, detail)
-    SELECT json_extract(value, '$[0]'), ?1, json_extract(value, '$[1]'), 'mailbox', json_extract(value, '$[2]')
-    FROM json_each(?2) ORDER BY key
 """
 _INSERT_MESSAGES = """
     INSERT INTO messages (folder, uidvalidity, uid, message_id, uuid, status, outcome, mark, seen_at)
@@ -126,7 +123,7 @@ def writes(folder: str, uidvalidity: int, decisions: Sequence[Decision], jobs: d
         }
         kind = "notification" if d.outcome in ("applied", "claimed") else d.outcome
         job_uuid = m.uuid if m.uuid in jobs else None
-        out.events.append([job_uuid, kind, {k: v for k, v in detail.items() if v is not None}])
+        out.events.append([job_uuid, kind, SOURCE, {k: v for k, v in detail.items() if v is not None}])
         changed = d.after != d.before
         if changed or d.claim or d.check:
             assert m.uuid is not None and d.after is not None
@@ -142,7 +139,7 @@ def writes(folder: str, uidvalidity: int, decisions: Sequence[Decision], jobs: d
                 row[1:4] = [new if new is not None else old for new, old in zip(row[1:4], earlier[1:4], strict=True)]
             updates[m.uuid] = row
             if changed:
-                out.events.append([m.uuid, "transition", _transition(d.before, d.after, d.trigger)])
+                out.events.append([m.uuid, "transition", SOURCE, _transition(d.before, d.after, d.trigger)])
         out.messages.append([m.uid, m.message_id, m.uuid, m.status, d.outcome, int(d.mark)])
     out.jobs = list(updates.values())
     return out
@@ -160,8 +157,7 @@ async def write(
     """Write one batch's rows and advance the checkpoint and the mark watermark."""
     for i in range(0, len(rows.jobs), _ROWS):
         await db.execute(_UPDATE_JOBS, (at, dumps(rows.jobs[i : i + _ROWS])))
-    for i in range(0, len(rows.events), _ROWS):
-        await db.execute(_INSERT_EVENTS, (at, dumps(rows.events[i : i + _ROWS])))
+    await eventlog.append(db, at, rows.events)
     for i in range(0, len(rows.messages), _ROWS):
         await db.execute(_INSERT_MESSAGES, (folder, uidvalidity, at, dumps(rows.messages[i : i + _ROWS])))
     await db.execute(_CHECKPOINT, (folder, uidvalidity, last_uid, marked_uid, at))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import LedgerError
 from reconciler.jobs.states import TERMINAL
-from reconciler.outside import FORMULA_STARTS
+from reconciler.redact import FORMULA_STARTS
 
 if TYPE_CHECKING:
     from reconciler.ledger.store import Ledger

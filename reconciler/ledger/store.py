@@ -30,7 +30,8 @@ from reconciler.errors import JobNotFoundError, LedgerError
 from reconciler.jobs.records import AddResult, Change, Event, Job, dumps
 from reconciler.jobs.states import TERMINAL, State, Step, step
 from reconciler.jobs.validation import JobSpec
-from reconciler.ledger import contention, files, mailbatch
+from reconciler.ledger import contention, eventlog, files, mailbatch
+from reconciler.ledger.eventlog import EventRow
 from reconciler.ledger.schema import MIGRATIONS, sha256_hex
 from reconciler.mailbox.reconcile import Applied, SeenMessage, plan
 
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 _CHUNK = 500  # SQLite host parameters per IN (...) list
 # How long a writer waits for another (the daemon and a CLI import, say) before giving up.
 BUSY_TIMEOUT_MS = 30_000
+# Retry delays (first, cap) while another process holds the write lock, and while it holds a
+# brand-new file that is being switched to WAL (a moment: the switch waits less).
+_LOCK_BACKOFF_S = (0.05, 2.0)
+_WAL_BACKOFF_S = (0.01, 0.25)
 # A mailbox pass commits thousands of notifications at a time, each touching random pages of
 # the jobs table and of three indexes: a 16 MiB page cache (SQLite's default is 2 MiB) stops
 # those pages being spilled and re-read mid-transaction, and checkpointing every 40 MiB of WAL
@@ -52,11 +57,10 @@ _TUNING = (
     "PRAGMA wal_autocheckpoint = 10000",
     "PRAGMA journal_size_limit = 67108864",
 )
-_JOB_COLUMNS = (
-    "uuid, rfc_emisor, motivo, folio_sustitucion, state, code, message, attempts, next_attempt_at, "
-    "created_at, submitted_at, resolved_at, updated_at, claim, check_at, checks, overdue_at, acuse IS NOT NULL, "
-    "acuse_sha256"
-)
+# What a Job is read from, by name (Job.from_row): the table's columns and one computed.
+_JOB_COLUMNS = ", ".join({"has_acuse": "acuse IS NOT NULL AS has_acuse"}.get(name, name) for name in Job.COLUMNS)
+# The terminal states as an SQL list, from the state table.
+_TERMINAL = "(" + ", ".join(f"'{state}'" for state in sorted(TERMINAL)) + ")"
 # Columns a Change may set; anything else is a programming error.
 _SETTABLE = frozenset(
     {
@@ -118,6 +122,7 @@ class Ledger:
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
+        db.row_factory = sqlite3.Row  # rows are read by column name
         self.path = path
         self._lock = asyncio.Lock()
         self._rng = random.Random()
@@ -206,7 +211,7 @@ class Ledger:
         moment (the daemon and a CLI import, say): retry within the busy timeout.
         """
         deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_MS / 1000
-        delay = 0.01
+        attempt = 0
         while True:
             try:
                 async with self._db.execute("PRAGMA journal_mode = WAL") as cur:
@@ -217,8 +222,8 @@ class Ledger:
             except sqlite3.OperationalError as e:
                 if not contention.is_busy(e) or asyncio.get_running_loop().time() > deadline:
                     raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            attempt += 1
+            await asyncio.sleep(backoff.delay(attempt, *_WAL_BACKOFF_S, self._rng))
 
     async def _migrate(self, *, migrate: bool = True, backup: bool = False, dry: bool = False) -> None:
         async with self._db.execute("PRAGMA user_version") as cur:
@@ -290,7 +295,7 @@ class Ledger:
             if attempt == 1:
                 started = time.monotonic()
                 log.warning("ledger %s: another process holds the write lock; waiting for it", self.path)
-            await asyncio.sleep(backoff.delay(attempt, 0.05, 2.0, self._rng))
+            await asyncio.sleep(backoff.delay(attempt, *_LOCK_BACKOFF_S, self._rng))
         if attempt:
             log.info("ledger %s: write lock free after %.1fs; carrying on", self.path, time.monotonic() - started)
 
@@ -326,9 +331,8 @@ class Ledger:
                 " next_attempt_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
                 [(s.uuid, s.rfc_emisor, s.motivo, s.folio_sustitucion, at, at, at) for s in new],
             )
-            await db.executemany(
-                "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, 'created', ?, ?)",
-                [(s.uuid, at, source, dumps({"state": "queued", "motivo": s.motivo})) for s in new],
+            await eventlog.append(
+                db, at, [(s.uuid, "created", source, {"state": "queued", "motivo": s.motivo}) for s in new]
             )
         return AddResult(len(new), sorted(existing))
 
@@ -341,7 +345,7 @@ class Ledger:
     async def events(self, uuid: str | None) -> list[Event]:
         sql = "SELECT at, kind, source, detail FROM events WHERE uuid {} ORDER BY id"
         rows = await self._all(sql.format("IS NULL" if uuid is None else "= ?"), () if uuid is None else (uuid,))
-        return [Event(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+        return [Event(r["at"], r["kind"], r["source"], json.loads(r["detail"])) for r in rows]
 
     async def list_jobs(self, state: State | None = None, limit: int | None = None) -> list[Job]:
         return [job async for job in self.iter_jobs(state=state, limit=limit)]
@@ -367,23 +371,21 @@ class Ledger:
                 params.append(since)
             sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at, uuid LIMIT ?"
             rows = await self._all(sql, [*params, size])
-            for row in rows:
-                yield Job.from_row(row)
+            for job in Job.from_rows(rows):
+                yield job
             if len(rows) < size:
                 return
-            after = (rows[-1][9], rows[-1][0])
+            after = (rows[-1]["created_at"], rows[-1]["uuid"])
             if remaining is not None:
                 remaining -= len(rows)
 
     async def counts(self) -> dict[str, int]:
-        rows = await self._all("SELECT state, count(*) FROM jobs GROUP BY state")
-        found = {r[0]: r[1] for r in rows}
+        rows = await self._all("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+        found = {r["state"]: r["n"] for r in rows}
         return {str(s): found.get(str(s), 0) for s in State}
 
     async def overdue_count(self) -> int:
-        rows = await self._all(
-            "SELECT count(*) FROM jobs WHERE overdue_at IS NOT NULL AND state NOT IN ('ok', 'error', 'rejected')"
-        )
+        rows = await self._all(f"SELECT count(*) FROM jobs WHERE overdue_at IS NOT NULL AND state NOT IN {_TERMINAL}")
         return int(rows[0][0])
 
     async def acuse(self, uuid: str) -> bytes | None:
@@ -408,20 +410,20 @@ class Ledger:
             rows = await _select_in(
                 db, "SELECT uuid, state FROM jobs WHERE uuid IN ({})", sorted({c.uuid for c in changes})
             )
-            states = {r[0]: State(r[1]) for r in rows}
-            events: list[tuple[str, str, str, str, str]] = []
+            states = {r["uuid"]: State(r["state"]) for r in rows}
+            events: list[EventRow] = []
             for change in changes:
                 current = states.get(change.uuid)
                 if current is None:
                     raise JobNotFoundError(f"job {change.uuid} is not in the ledger")
-                events.extend((change.uuid, at, kind, change.source, dumps(d)) for kind, d in change.events)
+                events.extend((change.uuid, kind, change.source, d) for kind, d in change.events)
                 result, applies = self._step(change, current)
                 results.append(result)
                 if not applies:
                     if change.trigger is not None:
                         detail = {"trigger": str(change.trigger), "state": str(current), "reason": result.reason}
                         kind = "conflict" if result.conflict else "ignored"
-                        events.append((change.uuid, at, kind, change.source, dumps(detail)))
+                        events.append((change.uuid, kind, change.source, detail))
                     continue
                 new = result.new or current
                 columns = dict(change.set)
@@ -440,8 +442,8 @@ class Ledger:
                 if result.new is not None:
                     states[change.uuid] = new
                     detail = {"from": str(current), "to": str(new), "trigger": str(change.trigger)}
-                    events.append((change.uuid, at, "transition", change.source, dumps(detail)))
-            await db.executemany("INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, ?, ?, ?)", events)
+                    events.append((change.uuid, "transition", change.source, detail))
+            await eventlog.append(db, at, events)
         return results
 
     @staticmethod
@@ -458,10 +460,7 @@ class Ledger:
         self, uuid: str | None, kind: str, source: str, detail: Mapping[str, Any], now: datetime
     ) -> None:
         async with self._tx() as db:
-            await db.execute(
-                "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, ?, ?, ?)",
-                (uuid, iso(now), kind, source, dumps(detail)),
-            )
+            await eventlog.append(db, iso(now), [(uuid, kind, source, detail)])
 
     async def claim_due(self, now: datetime, limit: int) -> list[Job]:
         """Move up to ``limit`` due queued jobs to ``submitting`` (committed before any request leaves)."""
@@ -480,13 +479,10 @@ class Ledger:
                 "UPDATE jobs SET state = 'submitting', attempts = attempts + 1, updated_at = ? WHERE uuid = ?",
                 [(at, u) for u in uuids],
             )
-            detail = dumps({"from": "queued", "to": "submitting", "trigger": "claim"})
-            await db.executemany(
-                "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, 'transition', 'submitter', ?)",
-                [(u, at, detail) for u in uuids],
-            )
+            detail = {"from": "queued", "to": "submitting", "trigger": "claim"}
+            await eventlog.append(db, at, [(u, "transition", "submitter", detail) for u in uuids])
             rows = await _select_in(db, f"SELECT {_JOB_COLUMNS} FROM jobs WHERE uuid IN ({{}})", uuids)
-            jobs = [Job.from_row(r) for r in rows]
+            jobs = Job.from_rows(rows)
         order = {u: i for i, u in enumerate(uuids)}
         return sorted(jobs, key=lambda j: order[j.uuid])
 
@@ -501,30 +497,27 @@ class Ledger:
             "ORDER BY check_at LIMIT ?",
             (iso(now), limit),
         )
-        return [Job.from_row(r) for r in rows]
+        return Job.from_rows(rows)
 
     async def mark_overdue(self, now: datetime, created_before: str) -> int:
         """Flag unresolved jobs created before ``created_before`` as overdue (once each)."""
         at = iso(now)
         async with self._tx() as db:
             async with db.execute(
-                "UPDATE jobs SET overdue_at = ? WHERE overdue_at IS NULL AND state NOT IN ('ok', 'error', 'rejected')"
+                f"UPDATE jobs SET overdue_at = ? WHERE overdue_at IS NULL AND state NOT IN {_TERMINAL}"
                 " AND created_at <= ? RETURNING uuid",
                 (at, created_before),
             ) as cur:
                 uuids = [r[0] for r in await cur.fetchall()]
-            detail = dumps({"reason": "unresolved past schedule.stale_after_s"})
-            await db.executemany(
-                "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, 'overdue', 'chaser', ?)",
-                [(u, at, detail) for u in uuids],
-            )
+            detail = {"reason": "unresolved past schedule.stale_after_s"}
+            await eventlog.append(db, at, [(u, "overdue", "chaser", detail) for u in uuids])
         return len(uuids)
 
     # -- mailbox -----------------------------------------------------------
 
     async def checkpoint(self, folder: str) -> tuple[int, int] | None:
         rows = await self._all("SELECT uidvalidity, last_uid FROM mailbox_state WHERE folder = ?", (folder,))
-        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+        return (int(rows[0]["uidvalidity"]), int(rows[0]["last_uid"])) if rows else None
 
     async def apply_messages(
         self,
@@ -584,4 +577,4 @@ class Ledger:
 
     async def facts(self) -> dict[str, dict[str, Any]]:
         rows = await self._all("SELECT key, value, at FROM facts")
-        return {r[0]: {**json.loads(r[1]), "recorded_at": r[2]} for r in rows}
+        return {r["key"]: {**json.loads(r["value"]), "recorded_at": r["at"]} for r in rows}

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import imaplib
 import logging
-import os
 import shlex
 import ssl
 import subprocess
 from collections.abc import Sequence
-from pathlib import Path
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
-from reconciler.config import Settings, read_secret_file
+from reconciler.config import Settings, credential, read_secret_file
 from reconciler.errors import MailboxError
+from reconciler.redact import describe
 
 log = logging.getLogger(__name__)
 
@@ -95,24 +94,10 @@ def oauth2_token(settings: Settings) -> str:
             said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
             raise MailboxError(f"mailbox.oauth2_token_command exited with {done.returncode}: {said[0][:200]}")
         return token
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if directory and (Path(directory) / "mailbox_oauth2_token").is_file():
-        path = Path(directory) / "mailbox_oauth2_token"
+    path = credential("mailbox_oauth2_token")
+    if path is not None:
         return read_secret_file(path, "credential mailbox_oauth2_token").get_secret_value().strip()
     raise MailboxError("mailbox.oauth2_token_file: missing (xoauth2 needs a token file, command or credential)")
-
-
-def describe(error: object, secret: str = "") -> str:
-    """One line about an error, at most 200 characters, with ``secret`` blanked out."""
-    if isinstance(error, BaseException):
-        text = str(error) or type(error).__name__
-    elif isinstance(error, list | tuple):
-        text = " ".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in error)
-    else:
-        text = str(error)
-    if secret:
-        text = text.replace(secret, "***")
-    return " ".join(text.split())[:200]
 
 
 def uid_set(uids: Sequence[int]) -> str:

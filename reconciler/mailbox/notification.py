@@ -41,6 +41,7 @@ from typing import Literal
 
 from reconciler.errors import ValidationError
 from reconciler.jobs.validation import parse_uuid
+from reconciler.redact import show
 
 Status = Literal["OK", "ERROR"]
 
@@ -57,6 +58,7 @@ _FIELD_NAME = frozenset(chr(c) for c in range(33, 127) if c != ord(":"))
 _LDH = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
 #: The addr-spec recorded for a From mailbox that could not be read unambiguously.
 INVALID = "<invalid address>"
+_SHOWN = 60  # characters of a bad header value quoted in a reason
 _MAX_TEXT = 998  # RFC 5322's line limit: longer values are cut in what we keep
 #: Fields a notification must carry exactly once: a repeat, even an identical one, is malformed
 #: (RFC 5322 allows one From; two UUID or status fields leave the claim to whichever a reader picks).
@@ -214,17 +216,17 @@ def _notification(headers: dict[str, list[str]]) -> Parsed:
     services = {_text(SERVICE, v) for v in headers[SERVICE.lower()]}
     wrong = sorted(s for s in services if s.lower() != "cancelar")
     if wrong:
-        return malformed(f"{SERVICE} is {_show(wrong[0])}, not Cancelar")
+        return malformed(f"{SERVICE} is {show(wrong[0], _SHOWN)}, not Cancelar")
 
     uuids: set[str] = set()
     for raw in headers.get(UUID_HEADER.lower(), []):
         value = _text(UUID_HEADER, raw)
         if (where := _non_ascii(value)) is not None:  # U+FB00 "ﬀ" would fold to "FF" under upper()
-            return malformed(f"{UUID_HEADER} holds {where}: {_show(value)}")
+            return malformed(f"{UUID_HEADER} holds {where}: {show(value, _SHOWN)}")
         try:
             uuids.add(parse_uuid(value, UUID_HEADER))
         except ValidationError:
-            return malformed(f"{UUID_HEADER} is not a UUID: {_show(value)}")
+            return malformed(f"{UUID_HEADER} is not a UUID: {show(value, _SHOWN)}")
     if not uuids:
         return malformed(f"no {UUID_HEADER} header")
     if len(uuids) > 1:
@@ -234,13 +236,13 @@ def _notification(headers: dict[str, list[str]]) -> Parsed:
     raw_statuses = [_text(STATUS_HEADER, v) for v in headers.get(STATUS_HEADER.lower(), [])]
     for value in raw_statuses:
         if (where := _non_ascii(value)) is not None:
-            return malformed(f"{STATUS_HEADER} holds {where}: {_show(value)}", uuid)
+            return malformed(f"{STATUS_HEADER} holds {where}: {show(value, _SHOWN)}", uuid)
     statuses = {v.upper() for v in raw_statuses}
     if not statuses:
         return malformed(f"no {STATUS_HEADER} header", uuid)
     bad = sorted(s for s in statuses if s not in ("OK", "ERROR"))
     if bad:
-        return malformed(f"{STATUS_HEADER} is {_show(bad[0])}, not OK or ERROR", uuid)
+        return malformed(f"{STATUS_HEADER} is {show(bad[0], _SHOWN)}, not OK or ERROR", uuid)
     if len(statuses) > 1:
         return malformed(f"{STATUS_HEADER} headers disagree: {', '.join(sorted(statuses))}", uuid)
     status: Status = "OK" if statuses.pop() == "OK" else "ERROR"
@@ -399,8 +401,3 @@ def _clean(value: str) -> str:
     if not value.isprintable():
         value = "".join(c if c.isprintable() else " " for c in value)
     return value[:_MAX_TEXT]
-
-
-def _show(value: str) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "...'"

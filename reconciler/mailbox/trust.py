@@ -38,8 +38,11 @@ from dataclasses import dataclass, field
 from reconciler.config import TrustSettings
 from reconciler.errors import MailboxError
 from reconciler.mailbox.notification import INVALID, STATUS_HEADER, UUID_HEADER, Notification
+from reconciler.redact import show
 
 log = logging.getLogger(__name__)
+
+_SHOWN = 80  # characters of a From header or a DKIM error quoted in a reason
 
 #: dkimpy's DNS hook: a fully qualified TXT name (bytes) in, the record (bytes) or None out.
 DnsFunc = Callable[..., bytes | None]
@@ -156,7 +159,7 @@ def check_sender(notification: Notification, allowed: Sequence[str]) -> Verdict:
         return Verdict(False, f"From holds {len(addresses)} mailboxes; exactly one is required")
     sender = addresses[0]
     if sender == INVALID:
-        return Verdict(False, f"From is not a valid address: {_show(notification.raw_from or '')}")
+        return Verdict(False, f"From is not a valid address: {show(notification.raw_from or '', _SHOWN)}")
     for pattern in allowed:
         if fnmatch.fnmatchcase(sender, pattern.strip().lower()):
             return Verdict(True, f"sender {sender} matches {pattern}")
@@ -224,7 +227,7 @@ def check_dkim(raw_message: bytes, domain: str, dnsfunc: DnsFunc | None = None) 
             ok = signer.verify(idx, dnsfunc=lookup)
         except Exception as e:  # dkimpy's own refusals, and anything a hostile signature provokes
             why = str(e).split(" (", 1)[0] or type(e).__name__  # drop dkimpy's hash dump
-            ok, failure = False, f"DKIM signature d={d} does not verify: {_show(why)}"
+            ok, failure = False, f"DKIM signature d={d} does not verify: {show(why, _SHOWN)}"
         else:
             failure = f"DKIM signature d={d} does not verify"
         if lookup.temporary is not None:  # dkimpy reports a lookup timeout as "does not verify"
@@ -284,7 +287,7 @@ class _Lookup:
         try:
             return self._inner(name, timeout=timeout)
         except Exception as e:
-            shown = f"{type(e).__name__} for {_show(name.decode('ascii', 'replace'))}"
+            shown = f"{type(e).__name__} for {show(name.decode('ascii', 'replace'), _SHOWN)}"
             if temporary(e):
                 self.temporary = shown
             else:
@@ -411,8 +414,3 @@ def _unquote(token: str) -> str:
     if len(token) >= 2 and token[0] == token[-1] == '"':
         return token[1:-1]
     return token
-
-
-def _show(value: str) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "...'"

@@ -42,13 +42,15 @@ from typing import Any, TypeVar
 from imapclient import IMAPClient
 from imapclient.response_parser import parse_fetch_response
 
+from reconciler import backoff
 from reconciler.clock import iso, utc_now
 from reconciler.config import Settings
 from reconciler.errors import MailboxError
 from reconciler.ledger.store import Ledger, SeenMessage
-from reconciler.mailbox.imap import IMAP_ERRORS, close_quietly, describe, open_imap, uid_set
+from reconciler.mailbox.imap import IMAP_ERRORS, close_quietly, open_imap, uid_set
 from reconciler.mailbox.notification import AUTH_RESULTS, HEADER_FIELDS, Malformed, Notification, NotNotification, parse
 from reconciler.mailbox.trust import DnsFunc, Postponements, assess
+from reconciler.redact import describe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,6 +59,7 @@ IDLE_RENEW_S = 290.0  # re-issue IDLE well within 5 minutes: some servers drop l
 IDLE_CHECK_S = 0.5  # how often a thread in IDLE looks at the stop flag
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 300.0
+_JITTER = random.Random()  # the reconnect backoff's random source
 _FULL_FETCH_CHUNK = 25  # whole messages fetched at once for DKIM: bounds memory with attachments
 # Messages fetched and judged ahead of the ledger (at least two batches), so that the ledger finds
 # thousands ready whenever it is free; each costs a few hundred bytes until it is committed.
@@ -471,8 +474,8 @@ class Watcher:
                         log.warning("mailbox unavailable, retrying with backoff: %s", e)
                     else:
                         log.debug("mailbox still unavailable (attempt %d): %s", attempt + 1, e)
-                    delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
                     attempt += 1
+                    delay = backoff.delay(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S, _JITTER)
                     await _wait(stop, delay)
         finally:
             self._stop_flag.set()

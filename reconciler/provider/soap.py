@@ -26,12 +26,10 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
-from xml.sax.saxutils import escape
 
 import httpx
 import zeep.exceptions
@@ -43,10 +41,9 @@ from zeep.transports import AsyncTransport
 from zeep.wsdl import Document
 
 from reconciler.config import Settings
-from reconciler.configfile import CSD_LIMIT, read_capped
-from reconciler.errors import ConfigError, ProviderError, ReconcilerError
+from reconciler.configfile import read_capped
+from reconciler.errors import ProviderError, ReconcilerError
 from reconciler.jobs.validation import JobSpec
-from reconciler.outside import one_line
 from reconciler.provider.acuse import Verdict, check
 from reconciler.provider.codes import (
     CONNECTION_ERROR,
@@ -59,6 +56,8 @@ from reconciler.provider.codes import (
     classify,
     classify_status,
 )
+from reconciler.provider.csd import Csd, load_all
+from reconciler.redact import Redactor, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -103,36 +102,9 @@ class StatusReply:
 
 
 @dataclass(frozen=True, slots=True)
-class _Csd:
-    cer: bytes
-    key: bytes
-    password: str
-
-
-@dataclass(frozen=True, slots=True)
 class _Failure:
     message: str
     classification: Classification
-
-
-_SECRET_ELEMENT = re.compile(r"(<(?:[\w.-]+:)?(?:password|csdPassword|csdKey)(?:\s[^>]*)?>)(.*?)(</)", re.S | re.I)
-
-
-class Redactor:
-    """Removes the secrets from text bound for a log: secret elements' content and the known values."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        values = {s for s in secrets if len(s) >= 4}
-        values |= {escape(s) for s in values}
-        self._values = sorted(values, key=len, reverse=True)
-
-    def __call__(self, text: str, limit: int | None = None) -> str:
-        text = _SECRET_ELEMENT.sub(r"\1***\3", text)
-        for value in self._values:
-            text = text.replace(value, "***")
-        if limit is not None and len(text) > limit:
-            text = f"{text[:limit]}... ({len(text) - limit} more characters)"
-        return text
 
 
 class _PooledTransport(AsyncTransport):
@@ -271,24 +243,6 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
-def _load_csd(settings: Settings) -> dict[str, _Csd]:
-    csd: dict[str, _Csd] = {}
-    for issuer in settings.issuers:
-        if issuer.csd_cer is None and issuer.csd_key is None:
-            continue
-        if issuer.csd_cer is None or issuer.csd_key is None:
-            raise ConfigError(f"issuers[{issuer.rfc}]: csd_cer and csd_key go together; set both or neither")
-        files: dict[str, bytes] = {}
-        for key, path in (("csd_cer", issuer.csd_cer), ("csd_key", issuer.csd_key)):
-            try:
-                files[key] = read_capped(path, CSD_LIMIT, f"issuers[{issuer.rfc}].{key}: {path}")
-            except OSError as e:
-                raise ConfigError(f"issuers[{issuer.rfc}].{key}: cannot read {path}: {e.strerror}") from e
-        password = settings.csd_password(issuer)
-        csd[issuer.rfc] = _Csd(files["csd_cer"], files["csd_key"], password.get_secret_value() if password else "")
-    return csd
-
-
 def _open_cache(state_dir: Path) -> SqliteCache | None:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -339,7 +293,7 @@ class ProviderClient:
         service: AsyncServiceProxy,
         transport: _PooledTransport,
         password: str,
-        csd: dict[str, _Csd],
+        csd: dict[str, Csd],
     ) -> None:
         self._usuario = settings.provider.usuario
         self._notify = settings.provider.notify_email
@@ -356,7 +310,7 @@ class ProviderClient:
         """Load the WSDL (URL or file, cached), bind the port; ProviderError or ConfigError in one line."""
         p = settings.provider
         password = settings.provider_password().get_secret_value()
-        csd = _load_csd(settings)
+        csd = load_all(settings)
         redact = Redactor(
             [password]
             + [c.password for c in csd.values()]

@@ -94,7 +94,7 @@ def load_credentials(text: str, *, commented: bool = False) -> dict[str, str]:
 def config_credential_names() -> tuple[set[str], set[str]]:
     """The credential names reconciler/config.py reads: (exact names, f-string prefixes).
 
-    Read off the source: the argument of ``_credential(...)`` and the last one
+    Read off the source: the argument of ``credential(...)`` and the last one
     of ``_secret(...)``; ``f"csd_password_{issuer.rfc}"`` gives the prefix ``csd_password_``.
     """
     exact: set[str] = set()
@@ -102,7 +102,7 @@ def config_credential_names() -> tuple[set[str], set[str]]:
     for node in ast.walk(ast.parse(CONFIG_SOURCE.read_text(encoding="utf-8"))):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
             continue
-        if node.func.id == "_credential":
+        if node.func.id == "credential":
             arg = node.args[0]
         elif node.func.id == "_secret":
             arg = node.args[-1]

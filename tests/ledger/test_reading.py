@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.ledger import reading
-from reconciler.outside import csv_cell
+from reconciler.redact import csv_cell
 
 COLUMNS = "uuid, rfc_emisor, motivo, folio_sustitucion, state, code, message, attempts, created_at, submitted_at, resolved_at, overdue_at, acuse, updated_at"
 

@@ -16,7 +16,8 @@ import pytest
 from reconciler.errors import ProviderError
 from reconciler.jobs.validation import JobSpec, job_spec
 from reconciler.provider.codes import Outcome, StatusOutcome
-from reconciler.provider.soap import POOL_SIZE, ProviderClient, Redactor, Reply, StatusReply
+from reconciler.provider.soap import POOL_SIZE, ProviderClient, Reply, StatusReply
+from reconciler.redact import Redactor
 from reconciler.sandbox import UUIDS_204, UUIDS_211, Sandbox
 from reconciler.sandbox.acuses import AcuseControl
 from tests.fixtures_sandbox import RFC, SandboxFactory, provider_settings

@@ -1,4 +1,8 @@
-"""Outside text is data: tables show it literally, logs keep it on one line, CSV never runs it, -o never follows a plant."""
+"""Text made safe where it is shown: secrets masked in every form, outside text inert, values cut.
+
+Outside text is data: tables show it literally, logs keep it on one line, CSV never runs it,
+-o never follows a plant.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler import logs
-from reconciler.outside import csv_cell, one_line
+from reconciler.redact import MASK, Redactor, csv_cell, describe, one_line, show
 
 from .conftest import run_cli
 
@@ -73,6 +77,65 @@ def test_one_line_escapes_what_moves_text(text: str, shown: str) -> None:
 )
 def test_csv_cell_neutralises_formula_starts(value: object, cell: object) -> None:
     assert csv_cell(value) == cell
+
+
+# -- secrets: every form the log filter, the SOAP redactor and the IMAP error text masked --------
+
+SECRET = "s3cr3t&<Pass>"  # XML-special characters: in a SOAP envelope it travels escaped
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (f"login failed for {SECRET}", f"login failed for {MASK}"),  # the value itself
+        ("<ns0:password>s3cr3t&amp;&lt;Pass&gt;</ns0:password>", f"<ns0:password>{MASK}</ns0:password>"),
+        ("fault: s3cr3t&amp;&lt;Pass&gt; rejected", f"fault: {MASK} rejected"),  # escaped, outside an element
+        ("<csdPassword>other</csdPassword>", f"<csdPassword>{MASK}</csdPassword>"),  # a secret element's content
+        ("<CSDKEY xmlns='x'>\nQUJD\n</CSDKEY>", f"<CSDKEY xmlns='x'>{MASK}</CSDKEY>"),
+        ("<ns1:usuario>me</ns1:usuario>", "<ns1:usuario>me</ns1:usuario>"),  # not a secret
+        (f"{SECRET}{SECRET}x", f"{MASK}{MASK}x"),
+    ],
+)
+def test_redactor_masks_every_form_of_a_secret(text: str, masked: str) -> None:
+    assert Redactor([SECRET, "", "abc"])(text) == masked
+
+
+def test_redactor_masks_the_longer_secret_first_and_cuts_to_the_limit() -> None:
+    redact = Redactor(["hunter2", "hunter22"])
+    assert redact("pw hunter22") == f"pw {MASK}"  # not "***2"
+    assert redact("x" * 50, limit=10) == "x" * 10 + "... (40 more characters)"
+    assert not Redactor(["abc", ""]) and Redactor(["abcd"])  # shorter than 4: not masked in logs
+
+
+@given(st.text(min_size=4), st.text(), st.text())
+def test_redactor_never_leaves_a_secret(secret: str, before: str, after: str) -> None:
+    assert secret not in Redactor([secret])(before + secret + after).replace(MASK, "\0")
+
+
+def test_describe_masks_any_secret_on_one_short_line() -> None:
+    error = OSError("AUTHENTICATE failed\r\n for user me with pw\t ab")
+    assert describe(error, "ab") == f"AUTHENTICATE failed for user me with pw {MASK}"
+    assert describe([b"NO", "[AUTHENTICATIONFAILED]", b"pw=" + SECRET.encode()], SECRET) == (
+        f"NO [AUTHENTICATIONFAILED] pw={MASK}"
+    )
+    assert describe(ValueError()) == "ValueError"
+    assert describe("x" * 300) == "x" * 200
+    assert describe(f"token <password>{SECRET}</password>", limit=30) == f"token <password>{MASK}</password>"[:30]
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "shown"),
+    [
+        ("abc", 60, "'abc'"),
+        ("a\nb", 60, "'a\\nb'"),
+        ("x" * 100, 60, "'" + "x" * 56 + "...'"),
+        ("x" * 100, 80, "'" + "x" * 76 + "...'"),
+        (12345, 3, "...'"),
+    ],
+)
+def test_show_quotes_and_cuts_to_the_limit(value: object, limit: int, shown: str) -> None:
+    assert show(value, limit) == shown
+    assert len(show(value, limit)) <= max(limit + 1, 4)
 
 
 # -- logs ----------------------------------------------------------------------------------------
