@@ -16,12 +16,12 @@ from reconciler.clock import iso
 from reconciler.errors import JobNotFoundError, ValidationError
 from reconciler.jobs.records import Change, dumps
 from reconciler.jobs.states import REQUEUABLE, TERMINAL, State, Trigger
+from reconciler.ledger import eventlog
 
 if TYPE_CHECKING:
     from reconciler.ledger.store import Ledger
 
 PAUSED = "paused"  # the facts key: present while submissions are paused
-_EVENT = "INSERT INTO events (uuid, at, kind, source, detail) VALUES (?, ?, ?, 'cli', ?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ async def hold(ledger: Ledger, uuids: Sequence[str], actor: Mapping[str, str], n
                 out.append(Outcome(uuid, False, "already held"))
             else:
                 await db.execute("INSERT INTO holds (uuid, at, by) VALUES (?, ?, ?)", (uuid, at, _by(actor)))
-                await db.execute(_EVENT, (uuid, at, "hold", dumps({"action": "held", **actor})))
+                await eventlog.append(db, at, [(uuid, "hold", "cli", {"action": "held", **actor})])
                 already.add(uuid)
                 note = "held" if current[0] == State.QUEUED else f"held ({current[0]}: a resend is held)"
                 out.append(Outcome(uuid, True, note))
@@ -91,7 +91,7 @@ async def release(ledger: Ledger, uuids: Sequence[str], actor: Mapping[str, str]
             async with db.execute("DELETE FROM holds WHERE uuid = ? RETURNING uuid", (uuid,)) as cur:
                 gone = bool(await cur.fetchall())
             if gone:
-                await db.execute(_EVENT, (uuid, at, "hold", dumps({"action": "released", **actor})))
+                await eventlog.append(db, at, [(uuid, "hold", "cli", {"action": "released", **actor})])
             out.append(Outcome(uuid, gone, "released" if gone else "was not held"))
     return out
 
@@ -105,7 +105,7 @@ async def pause(ledger: Ledger, actor: Mapping[str, str], reason: str | None, no
                 return False
         detail = {"by": _by(actor), "command": actor.get("command", ""), "reason": reason or ""}
         await db.execute("INSERT INTO facts (key, value, at) VALUES (?, ?, ?)", (PAUSED, dumps(detail), at))
-        await db.execute(_EVENT, (None, at, "pause", dumps({"action": "paused", "reason": reason or "", **actor})))
+        await eventlog.append(db, at, [(None, "pause", "cli", {"action": "paused", "reason": reason or "", **actor})])
     return True
 
 
@@ -116,7 +116,7 @@ async def unpause(ledger: Ledger, actor: Mapping[str, str], now: datetime) -> bo
         async with db.execute("DELETE FROM facts WHERE key = ? RETURNING key", (PAUSED,)) as cur:
             if not await cur.fetchall():
                 return False
-        await db.execute(_EVENT, (None, at, "pause", dumps({"action": "unpaused", **actor})))
+        await eventlog.append(db, at, [(None, "pause", "cli", {"action": "unpaused", **actor})])
     return True
 
 
@@ -171,5 +171,5 @@ async def forget(ledger: Ledger, uuids: Sequence[str], actor: Mapping[str, str],
         for uuid in uuids:
             await db.execute("DELETE FROM holds WHERE uuid = ?", (uuid,))
             await db.execute("DELETE FROM jobs WHERE uuid = ? AND state = 'queued' AND attempts = 0", (uuid,))
-            await db.execute(_EVENT, (uuid, at, "forgotten", dumps({"action": "forgotten", **actor})))
+            await eventlog.append(db, at, [(uuid, "forgotten", "cli", {"action": "forgotten", **actor})])
     return len(uuids)

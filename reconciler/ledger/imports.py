@@ -16,6 +16,7 @@ import aiosqlite
 
 from reconciler.clock import iso
 from reconciler.jobs.validation import JobSpec
+from reconciler.ledger import eventlog
 
 CHUNK = 500  # rows per staging statement (SQLite host parameters per IN list)
 
@@ -112,11 +113,11 @@ async def import_rows(
                 (at,),
             ) as cur:
                 added = cur.rowcount
-            await tx.execute(
-                "INSERT INTO main.events (uuid, at, kind, source, detail) SELECT uuid, ?1, 'created', ?2,"
-                " json_object('state', 'queued', 'motivo', motivo) FROM temp.import_rows WHERE new ORDER BY line",
-                (at, source),
-            )
+            # The created events go through the one event writer, a chunk at a time (bounded memory).
+            async with tx.execute("SELECT uuid, motivo FROM temp.import_rows WHERE new ORDER BY line") as cur:
+                while rows := await cur.fetchmany(eventlog.ROWS):
+                    events = [(u, "created", source, {"state": "queued", "motivo": m}) for u, m in rows]
+                    await eventlog.append(tx, at, events)
         return ImportResult(good, added, good - added, 0)
     finally:
         await db.execute("DROP TABLE IF EXISTS temp.import_rows")
