@@ -39,12 +39,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reconciler.sandbox import intended_outcome  # noqa: E402
+from reconciler.sandbox.config import write_config  # noqa: E402
 from reconciler.sandbox.imapserver import dovecot_available, start_dovecot, start_pymap  # noqa: E402
 
 RFC = "AAA010101AAA"
 MAIL_USER, MAIL_PASSWORD = "facturas", "bench-mailbox-pass"
 LIMIT_MB = 150.0
 FLAT_MB = 10.0  # RSS growth from the first to the last quarter of the run that still counts as flat
+SCHEDULE = {
+    "retry_base_s": 1,
+    "retry_max_s": 30,
+    "status_check_after_s": 600,
+    "submit_interval_s": 1,
+    "chase_interval_s": 30,
+}
 
 
 def uuids(n: int, seed: int = 1) -> list[str]:
@@ -74,39 +82,6 @@ def start_simulator(args: argparse.Namespace, imap_port: int) -> tuple[subproces
         proc.kill()
         raise SystemExit(f"the simulator did not start: {line!r}")
     return proc, line
-
-
-def write_config(root: Path, wsdl: str, imap_port: int, args: argparse.Namespace) -> Path:
-    (root / "mailbox-password").write_text(MAIL_PASSWORD)
-    config = root / "config.toml"
-    config.write_text(
-        f"""[ledger]
-path = "{root / "state" / "ledger.sqlite3"}"
-[provider]
-wsdl = "{wsdl}"
-usuario = "testing@solucionfactible.com"
-password = "timbrado.SF.16672"
-notify_email = "facturas@example.com"
-timeout_s = 30
-max_concurrency = {args.concurrency}
-[mailbox]
-host = "127.0.0.1"
-port = {imap_port}
-security = "none"
-username = "{MAIL_USER}"
-password_file = "{root / "mailbox-password"}"
-{f'processed_folder = "{args.processed_folder}"' if args.processed_folder else ""}
-[mailbox.trust]
-confirm_with_status = true
-[schedule]
-retry_base_s = 1
-retry_max_s = 30
-status_check_after_s = 600
-submit_interval_s = 1
-chase_interval_s = 30
-"""
-    )
-    return config
 
 
 def reconciler(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -164,7 +139,14 @@ def main() -> None:
     sim, wsdl = start_simulator(args, imap.port)
     daemon: subprocess.Popen[bytes] | None = None
     try:
-        config = write_config(root, wsdl, imap.port, args)
+        config = write_config(
+            root,
+            wsdl=wsdl,
+            imap=imap,
+            provider={"timeout_s": 30, "max_concurrency": args.concurrency},
+            mailbox={"processed_folder": args.processed_folder or None},
+            schedule=SCHEDULE,
+        )
         jobs = uuids(args.jobs)
         csv = root / "jobs.csv"
         csv.write_text("uuid,rfc\n" + "".join(f"{u},{RFC}\n" for u in jobs))

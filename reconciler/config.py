@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -23,6 +23,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from reconciler.configfile import DEFAULT_LEDGER, ENV_PREFIX, SECRET_LIMIT, config_path, read_capped, read_toml
 from reconciler.errors import ConfigError
+
+if TYPE_CHECKING:
+    from reconciler.sat.schedule import Cadence
 
 PRODUCTION_WSDL = "https://solucionfactible.com/ws/services/Cancelacion?wsdl"
 DAY = 86400.0  # seconds: the upper bound of most intervals (bounds keep inf and 2**63 out)
@@ -56,6 +59,15 @@ class _Section(BaseModel):
 
 class LedgerSettings(_Section):
     path: Path = DEFAULT_LEDGER
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _not_empty(cls, v: Any) -> Any:
+        """An empty path would be the current directory (``.``), never what was meant."""
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
     # How long one write waits inside SQLite for another process's lock before the daemon logs
     # that it is waiting (it then keeps retrying: contention is never fatal).
     busy_timeout_s: float = Field(default=30.0, ge=0.05, le=3600.0)
@@ -83,6 +95,9 @@ class ProviderSettings(_Section):
 
 class IssuerSettings(_Section):
     rfc: str
+    # "provider": the CSD goes to the provider (with each request, or registered in its dashboard).
+    # "local": the SAT's Cancelacion is signed here and the key never leaves (reconciler/provider/local.py).
+    signing: Literal["provider", "local"] = "provider"
     csd_cer: Path | None = None
     csd_key: Path | None = None
     csd_password: SecretStr | None = None
@@ -135,6 +150,8 @@ class MailboxSettings(_Section):
     poll_interval_s: float = Field(default=60.0, gt=0, le=DAY, allow_inf_nan=False)
     batch_size: int = Field(default=500, ge=1, le=5000)
     timeout_s: float = Field(default=60.0, gt=0, le=3600, allow_inf_nan=False)
+    # After a refused login: wait 60 s, doubling, at most this long (a wrong password retried fast locks accounts).
+    login_retry_max_s: float = Field(default=1800.0, gt=0, le=DAY, allow_inf_nan=False)
     trust: TrustSettings = TrustSettings()
 
     @property
@@ -151,6 +168,8 @@ class ScheduleSettings(_Section):
     stale_after_s: float = Field(default=259200.0, gt=0, le=365 * DAY, allow_inf_nan=False)
     submit_interval_s: float = Field(default=5.0, gt=0, le=DAY, allow_inf_nan=False)
     chase_interval_s: float = Field(default=60.0, gt=0, le=DAY, allow_inf_nan=False)
+    # How long an event's delivery to a webhook or hook is retried before it is marked failed.
+    delivery_horizon_s: float = Field(default=4 * DAY, gt=0, le=365 * DAY, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _base_below_max(self) -> ScheduleSettings:
@@ -167,10 +186,140 @@ class MetricsSettings(_Section):
     def _host_port(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        _host, sep, port = v.rpartition(":")
+        host, sep, port = v.rpartition(":")
         if not sep or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
             raise ValueError(f"expected host:port with a port 1-65535, got {v!r}")
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if len(bare) > 253 or not all(c.isascii() and (c.isalnum() or c in ".-:") for c in bare):
+            raise ValueError(f"expected host:port with a host name or an IP address, got {v!r}")
         return v
+
+
+class SatSettings(_Section):
+    """``[sat]``: the SAT's public status service (ConsultaCFDIService) and the follow-up schedule."""
+
+    enabled: bool = False
+    url: str = "https://consultaqr.facturaelectronica.sat.gob.mx/ConsultaCFDIService.svc"
+    timeout_s: float = Field(default=30.0, gt=0, le=600, allow_inf_nan=False)
+    max_rps: float = Field(default=2.0, gt=0, le=100, allow_inf_nan=False)
+    preflight: bool = True
+    interval_s: float = Field(default=30.0, gt=0, le=DAY, allow_inf_nan=False)
+    retry_base_s: float = Field(default=60.0, gt=0, le=DAY, allow_inf_nan=False)
+    retry_max_s: float = Field(default=3600.0, gt=0, le=DAY, allow_inf_nan=False)
+    early_s: list[float] = Field(default=[120.0, 600.0, 1800.0], max_length=50)
+    window_interval_s: float = Field(default=3300.0, gt=0, le=DAY, allow_inf_nan=False)
+    window_s: float = Field(default=259200.0, ge=0, le=30 * DAY, allow_inf_nan=False)
+    margin_interval_s: float = Field(default=21600.0, gt=0, le=7 * DAY, allow_inf_nan=False)
+    margin_s: float = Field(default=172800.0, ge=0, le=30 * DAY, allow_inf_nan=False)
+    daily_s: float = Field(default=DAY, gt=0, le=30 * DAY, allow_inf_nan=False)
+    horizon_s: float = Field(default=30 * DAY, gt=0, le=365 * DAY, allow_inf_nan=False)
+    max_calls: int = Field(default=120, ge=1, le=10_000)
+    not_found_retry_s: float = Field(default=600.0, gt=0, le=DAY, allow_inf_nan=False)
+    not_found_submit_after_s: float = Field(default=21600.0, ge=0, le=30 * DAY, allow_inf_nan=False)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL, got {v!r}")
+        return v
+
+    @field_validator("early_s")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(not (0 < x <= DAY) for x in v):
+            raise ValueError("every early ask must be between 0 and 86400 seconds after the acceptance")
+        return v
+
+    def cadence(self) -> Cadence:
+        """The follow-up schedule (:class:`reconciler.sat.schedule.Cadence`) these keys describe."""
+        from reconciler.sat.schedule import Cadence as Schedule
+
+        return Schedule(
+            early_s=tuple(self.early_s),
+            window_interval_s=self.window_interval_s,
+            window_s=self.window_s,
+            margin_interval_s=self.margin_interval_s,
+            margin_s=self.margin_s,
+            daily_s=self.daily_s,
+            horizon_s=self.horizon_s,
+            max_calls=self.max_calls,
+            not_found_retry_s=self.not_found_retry_s,
+            not_found_submit_after_s=self.not_found_submit_after_s,
+        )
+
+
+class EventsSettings(_Section):
+    # Delivered outbox events older than this are pruned; undelivered ones never are.
+    retention_days: float = Field(default=30.0, gt=0, le=3650, allow_inf_nan=False)
+    # How often the dispatcher looks for new outbox rows when it has nothing due.
+    poll_interval_s: float = Field(default=1.0, gt=0, le=3600, allow_inf_nan=False)
+
+
+def _event_filters(v: list[str]) -> list[str]:
+    from reconciler.events.outbox import TYPES
+
+    for f in v:
+        if f not in TYPES and not (f.endswith("*") and any(t.startswith(f[:-1]) for t in TYPES)):
+            raise ValueError(f"unknown event type {f!r} (one of {', '.join(TYPES)}, or a prefix like job.*)")
+    return v
+
+
+class WebhookSettings(_Section):
+    url: str
+    name: str | None = None
+    secret: list[SecretStr] = []
+    secret_file: Path | None = None
+    events: list[str] = []
+    timeout_s: float = Field(default=10.0, gt=0, le=600, allow_inf_nan=False)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    ca_file: Path | None = None
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from reconciler.events.urls import check_url
+
+        return check_url(v)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        return _event_filters(v)
+
+    @property
+    def endpoint(self) -> str:
+        from reconciler.events.urls import display_url
+
+        return self.name or display_url(self.url)
+
+
+class HookSettings(_Section):
+    command: list[str] = Field(min_length=1)
+    name: str | None = None
+    events: list[str] = []
+    timeout_s: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False)
+
+    @field_validator("command")
+    @classmethod
+    def _argv(cls, v: list[str]) -> list[str]:
+        if not v[0] or any("\x00" in a for a in v):
+            raise ValueError("the command's first item must be a program path, with no NUL in any item")
+        return v
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        return _event_filters(v)
+
+    @property
+    def endpoint(self) -> str:
+        return self.name or "hook:" + Path(self.command[0]).name
 
 
 class DisplaySettings(_Section):
@@ -203,6 +352,18 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     metrics: MetricsSettings = MetricsSettings()
     display: DisplaySettings = DisplaySettings()
+    sat: SatSettings = SatSettings()
+    events: EventsSettings = EventsSettings()
+    webhooks: list[WebhookSettings] = []
+    hooks: list[HookSettings] = []
+
+    @model_validator(mode="after")
+    def _unique_endpoints(self) -> Settings:
+        names = [w.endpoint for w in self.webhooks] + [h.endpoint for h in self.hooks]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two webhooks or hooks are named {name!r}; give each a distinct name")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -256,6 +417,25 @@ class Settings(BaseSettings):
                 if not path.is_file():
                     raise ConfigError(f"issuers[{issuer.rfc}].{key}: file not found: {path}")
             self.csd_password(issuer)
+
+    def webhook_keys(self, hook: WebhookSettings) -> list[bytes]:
+        """The HMAC keys of a webhook's ``whsec_`` secrets (``secret`` and one per line of ``secret_file``)."""
+        from reconciler.events.signature import SecretFormatError, key_of
+
+        key = f"webhooks[{hook.endpoint}]"
+        texts = [(s.get_secret_value(), f"{key}.secret") for s in hook.secret]
+        if hook.secret_file is not None:
+            content = read_secret_file(hook.secret_file, f"{key}.secret_file").get_secret_value()
+            texts += [(line, f"{key}.secret_file") for line in content.splitlines() if line.strip()]
+        if not texts:
+            raise ConfigError(f"{key}.secret: missing (set secret or secret_file to a whsec_ secret)")
+        keys: list[bytes] = []
+        for text, where in texts:
+            try:
+                keys.append(key_of(text))
+            except SecretFormatError as e:
+                raise ConfigError(f"{where}: {e}") from None
+        return keys
 
     def require_mailbox(self) -> None:
         """Fail with one line naming the first mailbox key the watcher needs and lacks."""
@@ -316,36 +496,22 @@ def _secret(value: SecretStr | None, file: Path | None, key: str, name: str) -> 
     raise ConfigError(f"{key}: missing (set {short}, {short}_file, or the systemd credential {name})")
 
 
-def _describe(error: PydanticValidationError) -> str:
-    first = error.errors()[0]
-    loc = first.get("loc", ())
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        else:
-            parts.append(str(item))
-    key = ".".join(parts) or "config"
-    msg = first.get("msg", "invalid")
-    if first.get("type") == "extra_forbidden":
-        msg = "unknown key"
-    elif "input" in first and not any("password" in p or "token" in p for p in parts):
-        given = first["input"]
-        if isinstance(given, str | int | float | bool):
-            msg = f"{msg} (got {given!r})"
-    more = len(error.errors()) - 1
-    return f"{key}: {msg}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
-
-
 def load_settings(explicit_config: str | os.PathLike[str] | None = None) -> Settings:
     """Read and validate the whole configuration once; raise ConfigError naming the bad key."""
+    from reconciler.configerrors import describe
+    from reconciler.configsources import known_keys, unknown_env
+    from reconciler.errors import EnvironmentConfigError
+
     path, required = config_path(explicit_config)
     data = read_toml(path, required)
+    for name in unknown_env(os.environ, known_keys(Settings)):
+        raise EnvironmentConfigError(f"{name}: unknown environment variable (no such setting)", name)
     try:
         return Settings(**data)
     except PydanticValidationError as e:
         # Not chained: pydantic's error carries the raw input, which may be a secret.
-        raise ConfigError(_describe(e)) from None
+        text, variable = describe(e, os.environ)
+        raise (EnvironmentConfigError(text, variable) if variable else ConfigError(text)) from None
     except ValueError as e:  # pydantic-settings raises plain ValueError for unparsable env JSON
         raise ConfigError(f"environment: {e}") from None
     except RecursionError:  # JSON in an environment variable nested too deeply

@@ -97,7 +97,11 @@ def ledger_path(explicit_config: str | os.PathLike[str] | None = None) -> Path:
     path, required = config_path(explicit_config)
     data = read_toml(path, required)
     env = env_value("ledger.path")
-    if env:
+    if env is not None:
+        if not env.strip():
+            raise ConfigError(
+                "ledger.path: must not be empty; the value comes from the environment variable RECONCILER_LEDGER__PATH"
+            )
         return Path(env)
     section = data.get("ledger", {})
     if not isinstance(section, dict):
@@ -114,8 +118,9 @@ def zone(name: str, key: str = "--tz") -> ZoneInfo:
 
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as e:
-        raise ConfigError(f"{key}: unknown time zone {name!r} (an IANA name such as America/Mexico_City)") from e
+    except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # OSError: a name too long for a file (tzdata)
+        shown = name if len(name) <= 80 else name[:80] + "..."
+        raise ConfigError(f"{key}: unknown time zone {shown!r} (an IANA name such as America/Mexico_City)") from e
 
 
 def display_zone(explicit_config: str | os.PathLike[str] | None, flag: str | None) -> ZoneInfo:

@@ -37,3 +37,19 @@ class MailboxError(ReconcilerError):
 
 class AlreadyRunningError(LedgerError):
     """Another daemon holds the ledger's lock; the message names its pid."""
+
+
+class EnvironmentConfigError(ConfigError):
+    """A setting given by an environment variable is invalid or unknown; ``variable`` names the variable."""
+
+    def __init__(self, message: str, variable: str) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+class MailboxLoginError(MailboxError):
+    """The IMAP server refused the login (wrong password or token): retried slowly, shown by ``check``."""
+
+
+class ListenError(ReconcilerError):
+    """The metrics endpoint cannot listen on ``metrics.listen`` (port in use, address not local): a runtime error."""

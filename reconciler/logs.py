@@ -53,11 +53,12 @@ class OneLineFilter(logging.Filter):
         return True
 
 
-def setup(level: str = "INFO", *, journal: bool = False, secrets: Iterable[str] = ()) -> None:
-    """Configure the root logger: no timestamps under journald (it adds its own)."""
-    fmt = "%(levelname)s %(name)s: %(message)s" if journal else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+def setup(level: str = "INFO", *, journal: bool = False, secrets: Iterable[str] = (), fmt: str = "text") -> None:
+    """Configure the root logger: ``text`` or ``json``; under journald no timestamps, a priority prefix."""
+    from reconciler.logformat import Formatter, SkippedRunFilter
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt))
+    handler.setFormatter(Formatter(fmt, journal=journal))
     handler.addFilter(SecretFilter(secrets))
     handler.addFilter(OneLineFilter())  # after the secrets are masked: an escaped secret would not match
     root = logging.getLogger()
@@ -71,3 +72,4 @@ def setup(level: str = "INFO", *, journal: bool = False, secrets: Iterable[str] 
     # zeep logs a traceback for every reply value that does not parse as its type (a status
     # "abc"); the provider module reports that reply in one line of its own.
     logging.getLogger("zeep.xsd.types.simple").setLevel(logging.CRITICAL)
+    logging.getLogger("apscheduler.scheduler").addFilter(SkippedRunFilter())

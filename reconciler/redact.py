@@ -103,8 +103,22 @@ def describe(error: object, *secrets: str, limit: int = 200) -> str:
         text = " ".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in error)
     else:
         text = str(error)
-    text = Redactor(secrets, shortest=1)(text)
+    text = Redactor(secrets, shortest=1)(_unrepr(text))
     return " ".join(text.split())[:limit]
+
+
+def _unrepr(text: str) -> str:
+    """imaplib puts the server's bytes in its errors, and imapclient their repr: ``b'[AUTH...] ...'`` -> text."""
+    if len(text) >= 3 and text[0] == "b" and text[1] in "'\"" and text[-1] == text[1]:
+        import ast
+
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+    return text
 
 
 def show(value: object, limit: int) -> str:

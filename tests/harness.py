@@ -8,6 +8,7 @@ and the ledger is inspected with plain sqlite3.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -15,17 +16,17 @@ import subprocess
 import sys
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reconciler.ledger.schema import MIGRATIONS
 from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, intended_outcome
+from reconciler.sandbox.config import TESTING_PASSWORD, TESTING_USER, write_config
 from reconciler.sandbox.imapserver import ImapServer, dovecot_available, start_dovecot, start_pymap
 
-USER = "testing@solucionfactible.com"
-PASSWORD = "timbrado.SF.16672"
+USER, PASSWORD = TESTING_USER, TESTING_PASSWORD
 MAIL_USER, MAIL_PASSWORD = "facturas", "Mailbox-Secret-9f2"
 NOTIFY = "facturas@example.com"
 RFC = "AAA010101AAA"
@@ -33,12 +34,30 @@ TESTING_UUIDS = sorted(UUIDS_204) + sorted(UUIDS_211)
 
 
 def wait_until(check: Callable[[], bool], seconds: float, what: str, *, poll: float = 0.1) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``seconds``."""
+    """Poll ``check`` until it holds; fail naming ``what`` after ``seconds``. The one poll-with-deadline."""
     deadline = time.monotonic() + seconds
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        time.sleep(poll)
+        time.sleep(poll)  # the poll interval, not a wait for something
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]],
+    seconds: float = 10.0,
+    what: str = "the condition",
+    *,
+    step: Callable[[], Awaitable[object]] | None = None,
+    poll: float = 0.05,
+) -> None:
+    """``wait_until`` for coroutines: await ``check`` until it holds, running ``step`` between tries if given."""
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        if step is not None:
+            await step()
+        await asyncio.sleep(poll)  # the poll interval, not a wait for something
 
 
 def generated_uuids(n: int, seed: int) -> list[str]:
@@ -172,10 +191,6 @@ def start_stack(
             imap=ImapConfig(imap.host, imap.port, imap.user, imap.password),
         )
     ).start()
-    secrets = root / "secrets"
-    secrets.mkdir(exist_ok=True)
-    (secrets / "provider").write_text(PASSWORD)
-    (secrets / "mailbox").write_text(MAIL_PASSWORD)
     sched = {
         "retry_base_s": 0.2,
         "retry_max_s": 2.0,
@@ -185,31 +200,15 @@ def start_stack(
         "chase_interval_s": 0.5,
         **(schedule or {}),
     }
-    config = root / "config.toml"
-    config.write_text(
-        f"""[ledger]
-path = "{root / "state" / "ledger.sqlite3"}"
-[provider]
-wsdl = "{sandbox.wsdl_url}"
-usuario = "{USER}"
-password_file = "{secrets / "provider"}"
-notify_email = "{NOTIFY}"
-timeout_s = 2
-max_concurrency = 16
-[mailbox]
-host = "{imap.host}"
-port = {imap.port}
-security = "none"
-username = "{imap.user}"
-password_file = "{secrets / "mailbox"}"
-poll_interval_s = 1
-timeout_s = 10
-[mailbox.trust]
-allowed_senders = ["*@solucionfactible.com"]
-confirm_with_status = true
-[schedule]
-{chr(10).join(f"{k} = {v}" for k, v in sched.items())}
-{extra}
-"""
+    config = write_config(
+        root,
+        wsdl=sandbox.wsdl_url,
+        imap=imap,
+        provider_password=PASSWORD,
+        notify_email=NOTIFY,
+        provider={"timeout_s": 2, "max_concurrency": 16},
+        mailbox={"poll_interval_s": 1, "timeout_s": 10},
+        schedule=sched,
+        extra=extra,
     )
     return Stack(root, imap, sandbox, config)

@@ -19,6 +19,8 @@ apt_install() {
 # Real servers and tools the tests drive: Dovecot (IMAP) and systemd-analyze.
 command -v dovecot >/dev/null || [ -x /usr/sbin/dovecot ] || apt_install dovecot-imapd
 command -v systemd-analyze >/dev/null || apt_install systemd
+# The independent XML-DSig verifier every locally signed cancellation is held to.
+command -v xmlsec1 >/dev/null || apt_install xmlsec1
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv || { apt_install python3-venv && "$PYTHON" -m venv .venv; }
 fi

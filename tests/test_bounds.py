@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid as uuidlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,9 +50,7 @@ def one_line_error(result: Any, code: int = 2) -> str:
 
 @pytest.mark.parametrize("command", [["status"], ["summary"], ["config", "check"], ["run", "--once"]])
 def test_config_from_dev_zero_is_one_line(command: list[str]) -> None:
-    started = time.monotonic()
-    result = run_cli("--config", ZERO, *command)
-    assert time.monotonic() - started < 20
+    result = run_cli("--config", ZERO, *command)  # a read without end would hit run_cli's timeout and fail
     out = result.stdout if command == ["config", "check"] else result.stderr
     assert f"config file {ZERO}: larger than 1 MiB (1048576 bytes); not read" in out
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -179,10 +176,10 @@ def test_timeout_inf_from_the_environment_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("[schedule]\nretry_base_s = 100\nretry_max_s = 10\n", "schedule: Value error, retry_base_s (100)"),
-        ("[metrics]\nlisten = '127.0.0.1:99999'\n", "metrics.listen: Value error, expected host:port"),
-        ("[metrics]\nlisten = '127.0.0.1:²'\n", "metrics.listen: Value error, expected host:port"),
-        ("[provider]\nmax_reply_bytes = 1000\n", "provider.max_reply_bytes: Input should be greater than or equal"),
+        ("[schedule]\nretry_base_s = 100\nretry_max_s = 10\n", "schedule: retry_base_s (100)"),
+        ("[metrics]\nlisten = '127.0.0.1:99999'\n", "metrics.listen: expected host:port"),
+        ("[metrics]\nlisten = '127.0.0.1:²'\n", "metrics.listen: expected host:port"),
+        ("[provider]\nmax_reply_bytes = 1000\n", "provider.max_reply_bytes: must be greater than or equal"),
     ],
 )
 def test_related_and_shaped_numbers(tmp_path: Path, toml: str, message: str) -> None:

@@ -18,7 +18,8 @@ from reconciler.provider.acuse import sha256
 from reconciler.sandbox.acuses import AcuseControl
 
 from .conftest import run_cli
-from .daemon.test_loops import Rig, ok_uuid, rig_factory, until  # noqa: F401 (rig_factory is a fixture)
+from .daemon.test_loops import Rig, ok_uuid, rig_factory  # noqa: F401 (rig_factory is a fixture)
+from .harness import eventually
 
 OTHER = "5B4B180D-5B6C-4392-B204-252215A1AB84"
 RigFactory = Callable[..., Awaitable[Rig]]
@@ -32,7 +33,7 @@ async def chase_until_200(rig: Rig, u: str) -> None:
     async def seen() -> bool:
         return await answered_200(rig, u)
 
-    await until(seen, rig.daemon.chase_pass)
+    await eventually(seen, 15, "the chaser to see the job", step=rig.daemon.chase_pass)
 
 
 async def submitted(factory: RigFactory, control: AcuseControl) -> tuple[Rig, str]:
@@ -146,7 +147,7 @@ async def test_a_200_that_is_not_evidence_stays_awaiting_with_a_conflict_and_che
     async def resolved() -> bool:
         return (await rig.ledger.get_job(u)).state == State.OK
 
-    await until(resolved, rig.daemon.chase_pass)
+    await eventually(resolved, 15, "the jobs to be resolved", step=rig.daemon.chase_pass)
 
 
 @pytest.mark.parametrize("mensaje", [OTHER, f"{OTHER}|02|", OTHER.lower()])
@@ -175,7 +176,7 @@ async def test_a_cancel_200_naming_another_uuid_is_not_an_acceptance(
     async def awaiting() -> bool:
         return (await rig.ledger.get_job(u)).state == State.AWAITING
 
-    await until(awaiting, rig.daemon.submit_pass)
+    await eventually(awaiting, 15, "the jobs to be awaiting", step=rig.daemon.submit_pass)
     assert (await rig.ledger.get_job(u)).code == 701
 
 

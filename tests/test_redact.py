@@ -158,10 +158,10 @@ def test_a_log_argument_cannot_forge_a_line(stderr_log: io.StringIO) -> None:
     log.warning("cancelarAsincrono for %s: unknown code %d (%s)", U, 987, "hola\nERROR reconciler.daemon.loops: forged")
     log.info("from %r and %s", "a\r\nb", "password s3cr3t-Password\nnext")
     lines = stderr_log.getvalue().splitlines()
-    assert lines == [
-        f"WARNING reconciler.provider.soap: cancelarAsincrono for {U}: unknown code 987 "
+    assert lines == [  # under journald (this fixture): each line with its syslog priority
+        f"<4>WARNING reconciler.provider.soap: cancelarAsincrono for {U}: unknown code 987 "
         "(hola\\nERROR reconciler.daemon.loops: forged)",
-        "INFO reconciler.provider.soap: from 'a\\r\\nb' and password ***\\nnext",
+        "<6>INFO reconciler.provider.soap: from 'a\\r\\nb' and password ***\\nnext",
     ]
 
 
@@ -172,8 +172,9 @@ def test_a_traceback_stays_multi_line_and_masked(stderr_log: io.StringIO) -> Non
         logging.getLogger("reconciler.daemon.loops").exception("pass failed for %s", "x\ny")
     text = stderr_log.getvalue()
     first, *rest = text.splitlines()
-    assert first == "ERROR reconciler.daemon.loops: pass failed for x\\ny"
-    assert rest[0] == "Traceback (most recent call last):" and rest[-1] == "ValueError: bad ***"
+    assert first == "<3>ERROR reconciler.daemon.loops: pass failed for x\\ny"
+    assert rest[0] == "<3>Traceback (most recent call last):" and rest[-1] == "<3>ValueError: bad ***"
+    assert all(line.startswith("<3>") for line in rest)  # journalctl -p err shows the whole traceback
     assert "s3cr3t" not in text
 
 

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from reconciler.ledger.store import Ledger
 
 
+# `run --once` exit statuses for cron besides 0, 1 (ledger) and 2 (config): see README "Exit codes".
+BREAKER_OPEN = 3  # account-level provider codes stopped submissions: an operator must act, then `resume`
+UNANSWERED = 4  # the provider or the mailbox did not answer during the pass: it is retried at the next run
+
+
 @click.command()
 @click.option("--once", is_flag=True, help="One pass of every loop (no IDLE), then exit: for cron and tests.")
 @click.option(
@@ -26,13 +31,21 @@ if TYPE_CHECKING:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per line, for log shippers.",
+)
 @output_options
 @click.pass_obj
-def run(ctx: Context, once: bool, log_level: str, as_json: bool) -> int:
+def run(ctx: Context, once: bool, log_level: str, log_format: str, as_json: bool) -> int:
     """Run the daemon in the foreground (systemd: Type=notify).
 
     Logs go to stderr; ``--json`` prints what the run did on stdout when it ends.
-    Exit status 0 after a clean stop, 1 when the ledger could not be written.
+    Exit status 0 after a clean stop, 1 when the ledger could not be written; ``--once``
+    also 3 when the breaker is open and 4 when the provider or the mailbox did not answer.
     """
     from reconciler import logs
     from reconciler.daemon import sdnotify
@@ -41,13 +54,26 @@ def run(ctx: Context, once: bool, log_level: str, as_json: bool) -> int:
     settings = ctx.settings()
     settings.require_provider()
     settings.require_mailbox()
-    logs.setup(log_level, journal=sdnotify.journal_stream(), secrets=secrets(settings))
+    logs.setup(log_level, journal=sdnotify.journal_stream(), secrets=secrets(settings), fmt=log_format.lower())
     from reconciler.daemon.service import run as run_service
 
     result = run_async(run_service(settings, once=once))
     fatal = None if result.fatal is None else one_line(str(result.fatal))
-    render(Report({"started": result.started, "totals": result.totals.as_dict(), "fatal": fatal}), as_json)
-    return 0 if result.fatal is None else 1
+    document = {
+        "started": result.started,
+        "totals": result.totals.as_dict(),
+        "fatal": fatal,
+        "breaker_open": result.breaker_open,
+        "unanswered": sorted(result.unanswered),
+    }
+    render(Report(document), as_json)
+    if result.fatal is not None:
+        return 1
+    if once and result.breaker_open:
+        return BREAKER_OPEN
+    if once and result.unanswered:
+        return UNANSWERED
+    return 0
 
 
 @click.command()

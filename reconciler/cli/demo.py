@@ -4,8 +4,9 @@ It starts the provider simulator and a pymap IMAP server on loopback, writes a
 temporary config and ledger, queues the provider's ten testing UUIDs plus
 generated ones, drops one forged notification into the mailbox, and runs the
 real daemon (the same submitter, watcher, confirmer and chaser as production)
-until every job is resolved.  It exits 0 only if every job reached the state
-the simulator intended and the forgery changed nothing.
+until every job is resolved and the SAT's word on it is final (the SAT simulator's
+receivers answer in seconds, not hours).  It exits 0 only if every job reached the
+state and the SAT view the simulator intended and the forgery changed nothing.
 """
 
 from __future__ import annotations
@@ -32,14 +33,29 @@ from rich.table import Table
 from reconciler.clock import utc_now
 from reconciler.config import Settings, load_settings
 from reconciler.daemon.loops import Daemon
+from reconciler.daemon.sat_loop import SatFollower
+from reconciler.events.dispatcher import Dispatcher, endpoints
 from reconciler.jobs.states import TERMINAL, State
 from reconciler.jobs.validation import job_spec
 from reconciler.ledger.store import Ledger
 from reconciler.logs import OneLineFilter
 from reconciler.mailbox.watcher import Watcher
 from reconciler.provider.soap import ProviderClient
-from reconciler.sandbox import UUIDS_204, UUIDS_211, ImapConfig, Sandbox, SandboxConfig, intended_outcome
+from reconciler.sandbox import (
+    UUIDS_204,
+    UUIDS_211,
+    ImapConfig,
+    Sandbox,
+    SandboxConfig,
+    certs,
+    intended_outcome,
+    satworld,
+)
+from reconciler.sandbox.cfdis import sello_for
 from reconciler.sandbox.imapserver import ImapServer, start_pymap
+from reconciler.sandbox.receiver import WebhookReceiver
+from reconciler.sat.client import SatClient
+from reconciler.sat.verdict import View, facts_of, judge
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +65,7 @@ PASSWORD = "timbrado.SF.16672"  # noqa: S105 the provider's published testing pa
 NOTIFY = "demo@reconciler.invalid"
 FORGER = "Solución Factible <notificaciones@solucionfactib1e.com>"  # a look-alike domain
 DEADLINE_S = 55.0
+SAT_WINDOW_S = 8  # the demo's receivers have 8 seconds, not 72 hours, and answer after 3
 
 
 @dataclass
@@ -62,19 +79,58 @@ class DemoResult:
 
 
 def _uuids(generated: int, rng: random.Random) -> list[str]:
-    """The page's testing UUIDs and ``generated`` random ones, a quarter of them ending in E (ERROR)."""
+    """The page's testing UUIDs and ``generated`` random ones, a quarter of them ending in E (ERROR).
+
+    The first three generated ones are, at the SAT, No cancelable (refused by the preflight), rejected
+    by the receiver though the provider says OK, and waiting for the receiver's acceptance.
+    """
     out = sorted(UUIDS_204) + sorted(UUIDS_211)
     for i in range(generated):
         u = f"{rng.getrandbits(128):032X}"
         u = f"{u[:8]}-{u[8:12]}-4{u[13:16]}-A{u[17:20]}-{u[20:]}"
-        last = "E" if i % 4 == 0 else rng.choice("0123456789ABCDF")
-        out.append(u[:-1] + last)
+        last = "E" if i % 4 == 0 and i >= 4 else rng.choice("0123456789ABCDF")
+        sat = {0: "C", 1: "A", 2: "8"}.get(i, u[-2])
+        out.append(u[:-2] + sat + last)
     return out
 
 
-def _write_config(directory: Path, sandbox: Sandbox, imap: ImapServer) -> Path:
+def _issuer(secrets_dir: Path) -> str:
+    """A throwaway SAT-shaped CSD for the demo's RFC, signed by a throwaway CA: ``[[issuers]]`` signing locally."""
+    files = certs.issue(certs.authority(), RFC, name="ESCUELA KEMPER URGATE SA DE CV")
+    cer, key, password = files.write(secrets_dir, f"{RFC}-csd")
+    return f"""
+[[issuers]]
+rfc = "{RFC}"
+signing = "local"
+csd_cer = "{cer}"
+csd_key = "{key}"
+csd_password_file = "{password}"
+"""
+
+
+def intended_view(uuid: str) -> str:
+    """The SAT view the demo should end with for ``uuid`` (the simulator's rules, both sides)."""
+    provider = intended_outcome(uuid)
+    kind = satworld.kind(uuid)
+    if kind == "no":
+        return str(View.NOT_CANCELLABLE)
+    if provider == "rejected":
+        return str(View.VALID)
+    if provider == "error" or kind == "rechazo":
+        return str(View.RECEIVER_REJECTED)
+    return str(View.CANCELLED)
+
+
+def intended_state(uuid: str) -> str:
+    return "rejected" if satworld.kind(uuid) == "no" else intended_outcome(uuid)
+
+
+def _write_config(
+    directory: Path, sandbox: Sandbox, imap: ImapServer, receiver: WebhookReceiver, signing: str = "provider"
+) -> Path:
     secrets_dir = directory / "secrets"
     secrets_dir.mkdir(mode=0o700)
+    issuers = _issuer(secrets_dir) if signing == "local" else ""
     (secrets_dir / "provider_password").write_text(PASSWORD)
     (secrets_dir / "mailbox_password").write_text(imap.password)
     config = directory / "config.toml"
@@ -104,6 +160,23 @@ poll_interval_s = 1
 allowed_senders = ["*@solucionfactible.com"]
 confirm_with_status = true
 
+[sat]
+enabled = true
+url = "{sandbox.sat_url}"
+max_rps = 20
+interval_s = 0.5
+retry_base_s = 0.5
+retry_max_s = 2
+early_s = [0.5, 1, 2]
+window_interval_s = 1
+window_s = {SAT_WINDOW_S}
+margin_interval_s = 2
+margin_s = 4
+daily_s = 10
+horizon_s = 60
+not_found_retry_s = 0.5
+not_found_submit_after_s = 5
+
 [schedule]
 retry_base_s = 0.5
 retry_max_s = 4
@@ -111,9 +184,24 @@ status_check_after_s = 4
 stale_after_s = 3600
 submit_interval_s = 0.5
 chase_interval_s = 1
-"""
+
+[events]
+poll_interval_s = 0.2
+
+[[webhooks]]
+url = "{receiver.url}"
+name = "demo-receiver"
+secret = "{receiver.secret}"
+{issuers}"""
     )
     return config
+
+
+async def _sat_settled(ledger: Ledger) -> bool:
+    """Every job's SAT view is final (no follow-up ask planned)."""
+    now = utc_now()
+    open_views = {View.TO_SEND, View.NOT_ASKED, View.ACCEPTED, View.RECEIVER, View.NOT_FOUND}
+    return not any(judge(facts_of(j), now).view in open_views for j in await ledger.list_jobs())
 
 
 def _forgery(uuid: str) -> bytes:
@@ -145,10 +233,15 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
     try:
         provider = await ProviderClient.create(settings)
         watcher = Watcher(settings, ledger)
-        await ledger.add_jobs([job_spec(u, RFC) for u in uuids], utc_now(), source="demo")
+        specs = [job_spec(u, RFC, None, None, "XAXX010101000", "1160.00", sello_for(u)) for u in uuids]
+        await ledger.add_jobs(specs, utc_now(), source="demo")
         await watcher.connect()
         daemon = Daemon(settings, ledger, provider, watcher)
+        sat = SatClient(settings.sat.url, timeout_s=settings.sat.timeout_s, max_rps=settings.sat.max_rps)
+        SatFollower(settings, ledger, sat, clock=utc_now).attach(daemon)
         task = asyncio.create_task(daemon.run_forever())
+        dispatcher = Dispatcher(settings, ledger, endpoints(settings))
+        delivering = asyncio.create_task(dispatcher.run(daemon.stop))
         progress = Progress(
             TextColumn("resolved"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
         )
@@ -160,17 +253,26 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
                 done = sum(counts[str(s)] for s in TERMINAL)
                 progress.update(bar, completed=done)
                 live.update(_view(counts, progress))
-                if done == len(uuids) and await ledger.event_count("untrusted"):
+                if done == len(uuids) and await ledger.event_count("untrusted") and await _sat_settled(ledger):
                     break
                 await asyncio.sleep(0.2)
         console.line()  # end the progress line before anything else is printed
+        undelivered = await _drain(ledger)
         daemon.stop.set()
         await task
+        await delivering
+        await dispatcher.aclose()
+        await sat.aclose()
         mismatches = []
         for u in uuids:
             job = await ledger.get_job(u)
-            if str(job.state) != intended_outcome(u):
-                mismatches.append(f"{u}: {job.state}, intended {intended_outcome(u)}")
+            if str(job.state) != intended_state(u):
+                mismatches.append(f"{u}: {job.state}, intended {intended_state(u)}")
+            view = str(judge(facts_of(job), utc_now()).view)
+            if view != intended_view(u):
+                mismatches.append(f"{u}: SAT view {view}, intended {intended_view(u)}")
+        if undelivered:
+            mismatches.append(f"{undelivered} outbox events were not delivered to the demo's webhook receiver")
         reasons = [str(e.detail.get("reason")) for e in await ledger.events(forged) if e.kind == "untrusted"]
         return mismatches, (reasons[0] if reasons else None)
     finally:
@@ -202,8 +304,26 @@ def remove(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
-    """Run the demo; servers are stopped at the end unless ``keep`` (then they run until Ctrl-C)."""
+async def _drain(ledger: Ledger) -> int:
+    """Give the webhook a moment to take the last events (the receiver is on loopback); returns those left."""
+    left = -1
+    for _ in range(50):
+        rows = await ledger.fetch(
+            "SELECT (SELECT count(*) FROM deliveries WHERE state != 'delivered')"
+            " + (SELECT count(*) FROM outbox WHERE seq > (SELECT coalesce(min(cursor), 0) FROM endpoints))"
+        )
+        left = int(rows[0][0])
+        if not left:
+            break
+        await asyncio.sleep(0.1)
+    return left
+
+
+def run_demo(*, keep: bool, generated: int, console: Console, signing: str = "provider") -> DemoResult:
+    """Run the demo; servers are stopped at the end unless ``keep`` (then they run until Ctrl-C).
+
+    ``signing="local"``: the issuer signs each request itself with a throwaway CSD generated here.
+    """
     directory = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     logging.basicConfig(
         filename=directory / "demo.log", level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -212,25 +332,45 @@ def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
         handler.addFilter(OneLineFilter())
     rng = random.Random(2022)
     uuids = _uuids(generated, rng)
-    forged = next(u for u in uuids[10:] if intended_outcome(u) == "error")
+    forged = next(u for u in uuids[10:] if intended_state(u) == "error")
     imap = start_pymap(directory / "imap", "demo", secrets.token_urlsafe(12))
     sandbox = Sandbox(
         SandboxConfig(
             notify_delay_s=2.0,
             latency_ms=20,
+            sat_receiver_s=3.0,
+            sat_window_s=SAT_WINDOW_S,
+            sat_lag_s=1.0,
             imap=ImapConfig(imap.host, imap.port, imap.user, imap.password),
             seed=7,
         )
     ).start()
+    receiver = WebhookReceiver().start()
     try:
-        config = _write_config(directory, sandbox, imap)
+        config = _write_config(directory, sandbox, imap, receiver, signing)
         settings = load_settings(config)
+        if signing == "local":
+            console.print(
+                f"signing locally for {RFC} with a throwaway CSD in {directory / 'secrets'}: the key never leaves",
+                markup=False,
+            )
         console.print(
-            f"simulator at {sandbox.url}, IMAP (pymap) at {imap.host}:{imap.port}; {len(uuids)} jobs", markup=False
+            f"simulator at {sandbox.url} (SAT at {sandbox.sat_url}), IMAP (pymap) at {imap.host}:{imap.port}; "
+            f"{len(uuids)} jobs",
+            markup=False,
         )
         imap.deliver(_forgery(forged))
         console.print(f"dropped a forged OK for {forged} from {FORGER}", markup=False)
         mismatches, reason = asyncio.run(_drive(settings, uuids, forged, console))
+        wanted = "enviarSolicitudCancelacionAsincrono" if signing == "local" else "cancelarAsincrono"
+        mismatches += [
+            f"{e.uuid}: sent with {e.operation}, expected {wanted}"
+            for e in sandbox.record.entries()
+            if e.operation in ("cancelarAsincrono", "enviarSolicitudCancelacionAsincrono") and e.operation != wanted
+        ]
+        console.print(f"webhook receiver at {receiver.url}: {receiver.summary()}", markup=False, soft_wrap=True)
+        if receiver.forged:
+            mismatches.append(f"the demo's webhook receiver refused {receiver.forged} signatures")
         result = DemoResult(not mismatches and reason is not None, directory, config, mismatches, forged, reason)
         if keep:
             console.print(
@@ -248,5 +388,6 @@ def run_demo(*, keep: bool, generated: int, console: Console) -> DemoResult:
                 pass
         return result
     finally:
+        receiver.stop()
         sandbox.stop()
         imap.stop()

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -25,90 +24,124 @@ if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
     from reconciler.cli.context import Context
+    from reconciler.jobs.records import Job
     from reconciler.ledger.imports import ImportResult
-    from reconciler.ledger.store import Job, Ledger
+    from reconciler.ledger.store import Ledger
 
 json_option = output_options
 
 
 @contextlib.contextmanager
-def _input(file: str) -> Iterator[tuple[IO[bytes], str]]:
-    """The file's bytes, or stdin's: read exactly the same way from there on."""
-    if file == "-":
-        if sys.stdin is None:
-            raise ValidationError("<stdin>: stdin is closed")
-        yield sys.stdin.buffer, "<stdin>"
-        return
-    try:
-        f = open(file, "rb")  # noqa: SIM115 (closed below)
-    except OSError as e:
-        raise ValidationError(f"{file}: {e.strerror}") from e
-    with f:
-        yield f, file
+def _bad_rows(describe: Any, errors: str | None, named: bool) -> Iterator[Any]:
+    """Where each bad row goes: stderr, one line each, or ``--errors FILE`` (with its path when ``named``)."""
 
+    def text(n: int, reason: str) -> tuple[str, str]:
+        name, line = describe(n)
+        return name, reason if line is None else f"line {line}: {reason}"
 
-@contextlib.contextmanager
-def _bad_rows(name: str, errors: str | None) -> Iterator[Any]:
-    """Where each bad row goes: stderr, one line each, or ``--errors FILE``."""
     if errors is None:
-        yield lambda line, reason: click.echo(f"{name}: line {line}: {reason}", err=True)
+        yield lambda n, reason: click.echo("{}: {}".format(*text(n, reason)), err=True)
         return
     try:
         out = open(errors, "w", encoding="utf-8", newline="")  # noqa: SIM115 (closed below)
     except OSError as e:
         raise ValidationError(f"--errors {errors}: {e.strerror}") from e
+
+    def write(n: int, reason: str) -> None:
+        name, said = text(n, reason)
+        out.write(f"{name}: {said}\n" if named or said is reason else f"{said}\n")
+
     with out:
-        yield lambda line, reason: out.write(f"line {line}: {reason}\n")
+        yield write
 
 
 @click.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--encoding", default=None, help="The file's text encoding (default UTF-8; e.g. cp1252, utf-16).")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(allow_dash=True))
+@click.option("--motivo", default=None, help="SAT cancellation reason 01-04 for every CFDI XML file (default 02).")
+@click.option("--folio-sustitucion", default=None, help="The replacing invoice's UUID for every CFDI XML file.")
+@click.option("--encoding", default=None, help="The CSV files' text encoding (default UTF-8; e.g. cp1252, utf-16).")
 @click.option("--errors", "errors", metavar="FILE", help="Write every bad row here instead of to stderr.")
-@click.option("--dry-run", is_flag=True, help="Check the file and say what would be queued; write nothing.")
+@click.option("--dry-run", is_flag=True, help="Check the files and say what would be queued; write nothing.")
 @json_option
 @click.pass_obj
-def import_(ctx: Context, file: str, encoding: str | None, errors: str | None, dry_run: bool, as_json: bool) -> None:
-    """Queue jobs from a CSV file or - (header uuid,rfc[,motivo][,folio_sustitucion]), all or nothing."""
+def import_(
+    ctx: Context,
+    paths: tuple[str, ...],
+    motivo: str | None,
+    folio_sustitucion: str | None,
+    encoding: str | None,
+    errors: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Queue jobs from CSV files or - (header uuid,rfc[,motivo][,folio_sustitucion]...) and CFDI XML files or
+    directories, all or nothing."""
     import aiosqlite
 
     from reconciler.cli.context import run as _run
     from reconciler.cli.context import with_ledger as _with_ledger
+    from reconciler.cli.importing import Sources
     from reconciler.cli.output import emit_json as _emit_json
     from reconciler.clock import utc_now
-    from reconciler.jobs.csvsource import open_source
-    from reconciler.jobs.jobfile import read_rows
+    from reconciler.jobs.jobfile import MAX_REPORTED
     from reconciler.ledger.imports import import_rows
 
-    with _input(file) as (stream, name), _bad_rows(name, errors) as bad_row:
-        source = open_source(stream, name, encoding)
-        jobs = read_rows(source.lines, name, source.delimiter)
-        if jobs.ignored:
-            click.echo(f"{name}: note: ignoring column(s) {', '.join(jobs.ignored)}", err=True)
+    sources = Sources(paths, motivo, folio_sustitucion, encoding, lambda line: click.echo(line, err=True))
+    single = len(paths) == 1
+    name = "<stdin>" if paths == ("-",) else paths[0] if single else "import"
+
+    def where(n: int) -> str:
+        first, line = sources.describe(n)
+        if single and line is not None:
+            return f"on line {line}"
+        return f"in {first}" + (f" line {line}" if line is not None else "")
+
+    files_more = 0
+    files_bad: list[str] = []  # bad XML files (the first MAX_REPORTED): one line at the end, as for a bad path
+
+    with _bad_rows(sources.describe, errors, not single) as listed:
+
+        def bad_row(n: int, reason: str) -> None:
+            path, line = sources.describe(n)
+            if line is None and errors is None:
+                nonlocal files_more
+                files_more += 1
+                if len(files_bad) < MAX_REPORTED:
+                    files_bad.append(f"{path}: {reason}")
+                return
+            listed(n, reason)
+
+        rows = sources.rows()
 
         async def go(ledger: Ledger) -> ImportResult:
             return await import_rows(
                 ledger.connection,
-                jobs.rows,
+                rows,
                 bad_row,
                 now=utc_now(),
                 source="import",
                 dry_run=dry_run,
                 write=ledger.transaction,
+                where=where,
             )
 
         async def nowhere() -> ImportResult:  # --dry-run and no ledger yet: nothing is in it
             async with aiosqlite.connect(":memory:", isolation_level=None) as db:
-                return await import_rows(db, jobs.rows, bad_row, now=utc_now(), source="import", has_jobs=False)
+                return await import_rows(db, rows, bad_row, now=utc_now(), source="import", has_jobs=False, where=where)
 
         if dry_run and not ctx.ledger_path().exists():
             result = _run(nowhere())
         else:
             result = _run(_with_ledger(ctx, go, create=not dry_run))
+    if result.bad and files_more == result.bad:  # only XML files were bad: one line, as import's other errors
+        more = f" (and {files_more - len(files_bad)} more)" if files_more > len(files_bad) else ""
+        if files_more == 1:
+            raise ValidationError(f"{files_bad[0]}; nothing imported")
+        raise ValidationError(f"{files_more} problems, nothing imported: {'; '.join(files_bad)}{more}")
     if result.bad:
-        where = f"listed in {errors}" if errors else "each listed above"
+        where_listed = f"listed in {errors}" if errors else "each listed above"
         s = "s" if result.bad != 1 else ""
-        raise ValidationError(f"{name}: {result.bad} bad row{s} ({where}), nothing imported")
+        raise ValidationError(f"{name}: {result.bad} bad row{s} ({where_listed}), nothing imported")
     new = result.rows - result.existing
     if as_json:
         key = "would_queue" if dry_run else "queued"
@@ -241,14 +274,16 @@ def export(
     excel: bool,
     output: str | None,
 ) -> None:
-    """Stream jobs with their outcome and acuse presence as CSV or JSON lines, in the order queued."""
+    """Stream jobs with their outcome, acuse presence and the SAT's word as CSV or JSON lines, in the order queued."""
     import csv
 
     from reconciler.cli.context import run as _run
     from reconciler.cli.context import with_ledger as _with_ledger
+    from reconciler.clock import utc_now
     from reconciler.configfile import display_zone
     from reconciler.jobs.validation import parse_rfc
     from reconciler.ledger import reading
+    from reconciler.sat.verdict import SatFacts, judge
 
     if excel and fmt != "csv":
         raise ValidationError("--excel goes with --format csv")
@@ -260,11 +295,16 @@ def export(
     )
     shift = _shifter(zone)
 
+    now = utc_now()
+
+    def sat(facts: Sequence[Any]) -> str:
+        return str(judge(SatFacts(*facts), now).view)
+
     async def go(ledger: Ledger, out: IO[str]) -> int:
         n = 0
-        if fmt == "jsonl":
+        if fmt == "jsonl":  # the fields before `sat`, the view, the fields after it
             async for chunk in reading.chunks(ledger, reading.JSONL, query):
-                out.write("\n".join(r[0] for r in chunk) + "\n")
+                out.write("".join(f'{r[0][:-1]},"sat":"{sat(r[2:])}",{r[1][1:]}\n' for r in chunk))
                 n += len(chunk)
             return n
         if excel:
@@ -273,11 +313,13 @@ def export(
         writer.writerow(reading.CSV_FIELDS)
         if shift is None:  # UTC: whole lines from SQLite, one write per chunk
             async for chunk in reading.chunks(ledger, reading.CSV_LINE, query):
-                out.write("\n".join(r[0] for r in chunk) + "\n")
+                out.write("".join(f"{r[0]},{sat(r[2:])},{r[1]}\n" for r in chunk))
                 n += len(chunk)
             return n
+        width = len(reading.CSV_FIELDS) - 1
         async for chunk in reading.chunks(ledger, reading.CSV, query):
-            writer.writerows(map(shift, chunk))
+            rows = ([*r[: reading.SAT_AT], sat(r[width:]), *r[reading.SAT_AT : width]] for r in chunk)
+            writer.writerows(map(shift, rows))
             n += len(chunk)
         return n
 

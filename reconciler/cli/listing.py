@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
     from reconciler.cli.context import Context
-    from reconciler.ledger.store import Job, Ledger
+    from reconciler.jobs.records import Job
+    from reconciler.ledger.store import Ledger
 
 STATES = tuple(str(s) for s in State)
 # name, width of its widest value, in order of importance: the first three always show.
@@ -36,6 +37,7 @@ COLUMNS: tuple[tuple[str, int], ...] = (
     ("attempts", 8),
     ("motivo", 6),
     ("overdue", 7),
+    ("sat", 24),  # the SAT's word (README "The SAT's word"): its view and detail
 )
 GAP = 1  # columns between two table columns: uuid, rfc, state and created fit in 80
 PIPE_WIDTH = 200  # not a terminal: wide enough for every column
@@ -138,7 +140,11 @@ def _print_table(jobs: list[Sequence[Any]], shown: list[str], zone: ZoneInfo) ->
     table = Table(box=None, padding=(0, GAP, 0, 0), pad_edge=False, header_style="bold")
     for name in shown:
         table.add_column(name, no_wrap=name in ("uuid", "rfc"), overflow="fold")
-    for uuid, rfc, motivo, state, code, attempts, created, resolved, overdue in jobs:
+    from reconciler.clock import utc_now
+    from reconciler.sat.verdict import SatFacts, judge
+
+    now = utc_now()
+    for uuid, rfc, motivo, state, code, attempts, created, resolved, overdue, *facts in jobs:
         cells = {
             "uuid": uuid,
             "rfc": rfc,
@@ -149,6 +155,7 @@ def _print_table(jobs: list[Sequence[Any]], shown: list[str], zone: ZoneInfo) ->
             "attempts": str(attempts),
             "motivo": motivo,
             "overdue": "yes" if overdue else "",
+            "sat": judge(SatFacts(*facts), now).cell() if "sat" in shown else "",
         }
         table.add_row(*(Text(one_line(cells[name])) for name in shown))
     out = stdout()

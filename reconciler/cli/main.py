@@ -16,7 +16,19 @@ import sys
 import click
 
 from reconciler import __version__
-from reconciler.cli import daemon, files, listing, operator, preflight, queue, reports, sandbox
+from reconciler.cli import (
+    backup,
+    configinfo,
+    daemon,
+    events,
+    files,
+    listing,
+    operator,
+    preflight,
+    queue,
+    reports,
+    sandbox,
+)
 from reconciler.cli.context import Context
 from reconciler.cli.output import silence_stdout
 from reconciler.errors import ConfigError, ReconcilerError, ValidationError
@@ -57,6 +69,13 @@ cli.add_command(operator.pause)
 cli.add_command(operator.unpause)
 cli.add_command(operator.requeue)
 cli.add_command(operator.forget)
+cli.add_command(events.events)
+cli.add_command(events.deliveries)
+cli.add_command(events.redeliver)
+cli.add_command(backup.backup)
+preflight.config_group.add_command(configinfo.config_example)
+preflight.config_group.add_command(configinfo.config_unit)
+preflight.config_group.add_command(configinfo.config_show)
 
 
 def _one_line(error: BaseException) -> str:

@@ -10,7 +10,7 @@ import click
 
 from reconciler.cli.context import Context, run
 from reconciler.cli.output import Report, output_options, render
-from reconciler.errors import ReconcilerError
+from reconciler.errors import EnvironmentConfigError, ReconcilerError
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +34,13 @@ async def run_checks(config: str | os.PathLike[str] | None) -> list[Check]:
         settings = load_settings(config)
         settings.require_provider()
         settings.require_mailbox()
+    except EnvironmentConfigError as e:
+        return [Check("config", False, str(e), f"correct or unset the environment variable {e.variable}")]
     except ReconcilerError as e:
         return [Check("config", False, str(e), f"edit the key named above in {path} (see config.example.toml)")]
     checks = [Check("config", True, f"{path}: valid")]
+    signers = _signers(settings)
+    checks.extend(_signing(signers))
 
     from reconciler.ledger.store import Ledger
 
@@ -51,15 +55,25 @@ async def run_checks(config: str | os.PathLike[str] | None) -> list[Check]:
         checks.append(await _mailbox(settings, ledger))
     finally:
         await ledger.close()
-    checks.append(await _provider(settings))
+    checks.append(await _provider(settings, signers))
+    if settings.metrics.listen:
+        checks.append(_metrics(settings.metrics.listen, settings.ledger.path))
     return checks
+
+
+def _metrics(listen: str, ledger: Any) -> Check:
+    from reconciler.daemon.listen import probe
+    from reconciler.ledger import lock
+
+    ok, detail = probe(listen, lock.holder(ledger) is not None)
+    return Check("metrics", ok, detail, "" if ok else "set [metrics] listen to a free host:port of this machine")
 
 
 async def _mailbox(settings: Any, ledger: Any) -> Check:
     from reconciler.mailbox.watcher import Watcher
 
     mb = settings.mailbox
-    watcher = Watcher(settings, ledger)
+    watcher = Watcher(settings, ledger, record_logins=False)
     try:
         await watcher.connect()
     except ReconcilerError as e:
@@ -74,11 +88,11 @@ async def _mailbox(settings: Any, ledger: Any) -> Check:
     return Check("mailbox", True, f"logged in to {mb.host}:{mb.effective_port} as {mb.username}, folder {mb.folder}")
 
 
-async def _provider(settings: Any) -> Check:
+async def _provider(settings: Any, signers: Any = None) -> Check:
     from reconciler.provider.soap import ProviderClient
 
     try:
-        client = await ProviderClient.create(settings)
+        client = await ProviderClient.create(settings, signers)
     except ReconcilerError as e:
         return Check(
             "provider",
@@ -89,6 +103,29 @@ async def _provider(settings: Any) -> Check:
     await client.aclose()
     where = settings.provider.endpoint or "the WSDL's address"
     return Check("provider", True, f"WSDL {settings.provider.wsdl} loaded; port {settings.provider.port} at {where}")
+
+
+def _signers(settings: Any) -> Any:
+    """The local issuers' CSDs, loaded and checked once for both the csd checks and the provider check."""
+    if not any(issuer.signing == "local" for issuer in settings.issuers):
+        return None
+    from reconciler.clock import utc_now
+    from reconciler.provider.local import Signers
+
+    return Signers.load(settings, utc_now(), log=False)
+
+
+def _signing(signers: Any) -> list[Check]:
+    """One check per ``signing = "local"`` issuer: its CSD read, checked, and one request signed and verified."""
+    if signers is None:
+        return []
+    checks = [
+        Check(f"csd {rfc}", True, f"signs locally with CSD {c.number}, valid until {c.not_after:%Y-%m-%d}")
+        for rfc, c in signers.ready.items()
+    ]
+    fix = "give the issuer the SAT's CSD (.cer, encrypted .key, csd_password), not the FIEL, or fix what the line says"
+    checks.extend(Check(f"csd {rfc}", False, why, fix) for rfc, why in signers.failed.items())
+    return checks
 
 
 @click.group("config")

@@ -11,7 +11,8 @@ from reconciler.cli.output import Report, output_options, render
 from reconciler.errors import ValidationError
 
 if TYPE_CHECKING:
-    from reconciler.ledger.store import Job, Ledger
+    from reconciler.jobs.records import Job
+    from reconciler.ledger.store import Ledger
 
 
 @click.command()

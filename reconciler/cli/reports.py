@@ -13,6 +13,7 @@ import click
 
 from reconciler.cli.context import Context, run, with_ledger
 from reconciler.cli.output import Report, Table, output_options, render
+from reconciler.cli.thresholds import critical_option, thresholds, warning_option
 from reconciler.errors import ReconcilerError
 from reconciler.jobs.states import State
 
@@ -35,6 +36,7 @@ async def snapshot(ledger: Ledger) -> Snapshot:
         await ledger.overdue_count(),
         await ledger.event_count("conflict", since),
         await ledger.facts(),
+        await ledger.sat_counts(utc_now()),
     )
 
 
@@ -70,6 +72,7 @@ class Summary:
     last_mailbox_pass: Mapping[str, Any] | None
     health: str
     problems: list[str]
+    sat: dict[str, int]  # reconciler.ledger.sat.COUNT_NAMES; all zero until the SAT is asked
 
     @classmethod
     def of(cls, snap: Snapshot, health: Health, held: Holder | None) -> Summary:
@@ -86,6 +89,7 @@ class Summary:
             last_mailbox_pass=facts.get("mailbox_pass"),
             health=health.level.name,
             problems=list(health.problems),
+            sat=dict(snap.sat),
         )
 
     def tables(self) -> list[Table]:
@@ -103,6 +107,11 @@ class Summary:
                 ],
                 "daemon",
             ),
+            *(
+                [Table(("view", "count"), [(k.replace("_", " "), v) for k, v in self.sat.items()], "at the SAT")]
+                if self.sat.get("asked")
+                else []
+            ),
         ]
 
 
@@ -110,7 +119,7 @@ class Summary:
 @output_options
 @click.pass_obj
 def summary(ctx: Context, as_json: bool) -> None:
-    """Counts per state and the daemon's health facts."""
+    """Counts per state (and per SAT view) and the daemon's health facts."""
     from reconciler.clock import utc_now
     from reconciler.daemon.health import evaluate
     from reconciler.ledger import lock
@@ -145,23 +154,35 @@ class Probe:
 
 
 @click.command()
+@warning_option
+@critical_option
+@click.option("--integrity", is_flag=True, help="Also run SQLite's quick_check on the ledger (reads every page).")
 @output_options
 @click.pass_obj
-def check(ctx: Context, as_json: bool) -> int:
+def check(ctx: Context, warning: tuple[str, ...], critical: tuple[str, ...], integrity: bool, as_json: bool) -> int:
     """Monitoring probe: one status line, Nagios exit codes (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)."""
     from reconciler.clock import utc_now
     from reconciler.daemon.health import Level, evaluate
-    from reconciler.ledger import lock
+    from reconciler.ledger import files, lock
     from reconciler.redact import one_line
 
+    limits = thresholds(warning, critical)
+    found: list[str] | None = None
     try:
+        if integrity:
+            found = files.quick_check(ctx.ledger_path())
         snap = run(with_ledger(ctx, snapshot))
     except ReconcilerError as e:
         problem = one_line(str(e))
-        probe = Probe(Level.UNKNOWN.name, int(Level.UNKNOWN), f"RECONCILER UNKNOWN - {problem}", [problem], None)
+        level = Level.CRITICAL if found not in (None, ["ok"]) else Level.UNKNOWN
+        problems = [f"ledger integrity check failed: {one_line('; '.join((found or [])[:3]))}", problem]
+        problems = problems if level == Level.CRITICAL else [problem]
+        line = f"RECONCILER {level.name} - {'; '.join(problems)}"
+        probe = Probe(level.name, int(level), line, problems, None)
     else:
-        health = evaluate(snap, utc_now())
-        daemon = DaemonProcess.of(lock.holder(ctx.ledger_path()))
+        held = lock.holder(ctx.ledger_path())
+        health = evaluate(snap, utc_now(), limits, running=held is not None, integrity=found)
+        daemon = DaemonProcess.of(held)
         head, sep, perf = health.line(snap).partition(" | ")
         line = f"{head}; {daemon.describe()}{sep}{perf}"
         probe = Probe(health.level.name, int(health.level), line, list(health.problems), daemon)

@@ -15,9 +15,21 @@ from reconciler.errors import ReconcilerError
 @click.command()
 @click.option("--keep", is_flag=True, help="Leave the simulator and IMAP server running until Ctrl-C.")
 @click.option(
-    "--jobs", "generated", default=40, show_default=True, help="Generated jobs besides the ten testing UUIDs."
+    "--jobs",
+    "generated",
+    type=click.IntRange(1, 100_000),
+    default=40,
+    show_default=True,
+    help="Generated jobs besides the ten testing UUIDs (1-100000).",
 )
-def demo(keep: bool, generated: int) -> int:
+@click.option(
+    "--signing",
+    type=click.Choice(["provider", "local"]),
+    default="provider",
+    show_default=True,
+    help="local: sign each request here with a throwaway CSD (zero custody).",
+)
+def demo(keep: bool, generated: int, signing: str) -> int:
     """The offline sandbox demo: simulator, IMAP server and the real daemon on loopback."""
     from rich.console import Console
 
@@ -28,7 +40,7 @@ def demo(keep: bool, generated: int) -> int:
     except ModuleNotFoundError as e:
         raise ReconcilerError(f"the demo needs {e.name}: pip install 'reconciler[demo]'") from e
     console = Console()
-    result = run_demo(keep=keep, generated=generated, console=console)
+    result = run_demo(keep=keep, generated=generated, console=console, signing=signing)
     from rich.markup import escape
 
     for line in result.mismatches:
@@ -58,15 +70,19 @@ def demo(keep: bool, generated: int) -> int:
 
 async def _summary_table(config: Path) -> None:
     from reconciler.cli.reports import snapshot
+    from reconciler.daemon.health import sat_health
 
     snap = await with_ledger(Context(str(config)), snapshot)
     table(Table(("state", "count"), [*snap.counts.items(), ("total", sum(snap.counts.values()))], "final states"))
+    table(Table(("view", "count"), [(k.replace("_", " "), v) for k, v in snap.sat.items()], "at the SAT"))
+    sat = sat_health(snap.sat)
+    click.echo(f"check, the SAT's part: {sat.level.name} - {'; '.join(sat.problems) or 'all good'}")
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
 @click.pass_context
 def sandbox(ctx: click.Context) -> None:
-    """Run the provider simulator (see `reconciler sandbox --help`)."""
+    """Run the provider and SAT simulators (see `reconciler sandbox --help`)."""
     from reconciler.sandbox.cli import sandbox as command
 
     command.main(args=ctx.args, prog_name="reconciler sandbox", standalone_mode=False)

@@ -13,6 +13,7 @@ holds), and every reply is committed with its event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -25,12 +26,14 @@ from reconciler.backoff import next_attempt
 from reconciler.clock import iso, utc_now
 from reconciler.daemon import sdnotify
 from reconciler.daemon.totals import Totals
-from reconciler.errors import LedgerError
+from reconciler.errors import LedgerError, MailboxError
+from reconciler.jobs.records import Change, Job
 from reconciler.jobs.states import State, Trigger
 from reconciler.ledger import controls
-from reconciler.ledger.store import Change, Job, Ledger
+from reconciler.ledger.store import Ledger
 from reconciler.provider import breaker
 from reconciler.provider.breaker import Breaker, Load
+from reconciler.provider.codes import NOT_SENT
 from reconciler.provider.outcomes import Decision, cancel_decision, status_decision
 
 if TYPE_CHECKING:
@@ -75,8 +78,16 @@ class Daemon:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.unanswered: set[str] = set()  # servers that did not answer during this run: run --once's exit status
+        # Loops registered from outside (the SAT follower): (name, pass, interval_s), each run guarded like the others.
+        self.passes: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]], float]] = []
         password = settings.provider_password().get_secret_value()
         self._credentials = (settings.provider.usuario or "", password)
+
+    @property
+    def breaker_open(self) -> bool:
+        """Whether account-level provider codes stopped submissions (run --once's exit status)."""
+        return self.breaker.tripped
 
     # -- bookkeeping -------------------------------------------------------
 
@@ -100,6 +111,12 @@ class Daemon:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
+
+    async def guarded(self, name: str, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run a registered pass as the built-in ones run: skipped when stopping, a ledger failure fatal."""
+        async with self._pass(name) as go:
+            if go:
+                await fn()
 
     async def wait_idle(self, within_s: float) -> bool:
         """Wait for in-flight passes to finish; False if they did not within ``within_s``."""
@@ -238,13 +255,15 @@ class Daemon:
         c = reply.classification
         sched = self.settings.schedule
         later = next_attempt(now, job.attempts, sched.retry_base_s, sched.retry_max_s, self.rng)
-        self.totals.sent += 1
+        self.totals.sent += c is not NOT_SENT  # held back by a failed local CSD: nothing was sent
+        if c is not NOT_SENT and reply.code is None:
+            self.unanswered.add("provider")
         if self.metrics is not None:
             self.metrics.submissions.inc()
-            self.metrics.reply("cancelarAsincrono", reply.code, str(c.outcome))
+            self.metrics.reply(reply.operation, reply.code, str(c.outcome))
         decision = cancel_decision(job, reply, now, later, sched.status_check_after_s)
         await self._follow(job, decision, reply.code, reply.message)
-        log.info("job %s: cancelarAsincrono -> %s %s (%s)", job.uuid, reply.code, c.outcome, c.meaning)
+        log.info("job %s: %s -> %s %s (%s)", job.uuid, reply.operation, reply.code, c.outcome, c.meaning)
         await self.ledger.apply([decision.change], now)
 
     async def _follow(self, job: Job, decision: Decision, code: int | None, message: str) -> None:
@@ -302,6 +321,8 @@ class Daemon:
         now = self.clock()
         sched = self.settings.schedule
         later = next_attempt(now, job.checks + 1, sched.retry_base_s, sched.retry_max_s, self.rng)
+        if reply.code is None:
+            self.unanswered.add("provider")
         if self.metrics is not None:
             self.metrics.reply("getStatusCancelacionAsincrona", reply.code, str(reply.outcome))
         decision = status_decision(job, reply, source, now, later, sched.status_check_after_s)
@@ -352,11 +373,18 @@ class Daemon:
         """One pass of every loop, in dependency order, without IDLE."""
         await self.recover()
         await self.heartbeat(once=True)
+        for name, fn, _ in self.passes:
+            await self.guarded(name, fn)
         await self.submit_pass()
         if self.watcher is not None:
             async with self._pass("watcher") as go:
                 if go:
-                    await self.watcher.run_pass()
+                    try:
+                        await self.watcher.connect()  # a refused login is recorded for `check`
+                        await self.watcher.run_pass()
+                    except MailboxError as e:
+                        self.unanswered.add("mailbox")
+                        log.error("mailbox pass skipped: %s", e)
         await self.confirm_pass()
         await self.chase_pass()
 
@@ -373,6 +401,7 @@ class Daemon:
             (self.confirm_pass, min(sched.submit_interval_s, 2.0)),
             (self.chase_pass, sched.chase_interval_s),
             (self.heartbeat_pass, self._watchdog_period()),
+            *((functools.partial(self.guarded, name, fn), s) for name, fn, s in self.passes),
         ]
         for fn, seconds in every:
             scheduler.add_job(

@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, ListenError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,13 @@ class Metrics:
             "reconciler_circuit_breaker_open", "1 while an account-level code stops provider calls.", registry=r
         )
         self.heartbeat = Gauge("reconciler_heartbeat_timestamp_seconds", "Unix time of the last heartbeat.", registry=r)
+        self.deliveries = Gauge(
+            "reconciler_deliveries",
+            "Outbox deliveries per webhook or hook endpoint and state (pending, delivered, failed), from the ledger.",
+            ["endpoint", "state"],
+            registry=r,
+        )
+        add_process_and_build(r)
 
     def reply(self, operation: str, code: int | None, outcome: str) -> None:
         self.replies.labels(operation, "none" if code is None else str(code), outcome).inc()
@@ -56,6 +63,12 @@ class Metrics:
         for state, n in counts.items():
             self.jobs.labels(state).set(n)
         self.overdue.set(overdue)
+
+    def delivery_counts(self, stats: list[Any]) -> None:
+        """Per-endpoint delivery counts (:class:`reconciler.events.store.EndpointStat`)."""
+        for s in stats:
+            for state in ("pending", "delivered", "failed"):
+                self.deliveries.labels(s.name, state).set(getattr(s, state))
 
     def mailbox(self, outcomes: Mapping[str, int], duration_s: float) -> None:
         """One successful mailbox pass: its duration and what each notification came to."""
@@ -72,7 +85,27 @@ def serve(metrics: Metrics, listen: str) -> Any:
         raise ConfigError(f"metrics.listen: expected host:port, got {listen!r}")
     try:
         server, _thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=metrics.registry)
-    except OSError as e:
-        raise ConfigError(f"metrics.listen: cannot listen on {listen}: {e.strerror}") from e
+    except OSError as e:  # in use, not an address of this machine, unresolvable: may pass, so not a config error
+        raise ListenError(f"metrics.listen: cannot listen on {listen}: {e.strerror or e}") from e
+    except (UnicodeError, ValueError, OverflowError) as e:  # a host name no resolver accepts
+        raise ConfigError(f"metrics.listen: not a usable host:port: {listen!r}") from e
     log.info("metrics on http://%s/metrics", listen)
     return server
+
+
+def add_process_and_build(registry: CollectorRegistry) -> None:
+    """``process_*`` (memory, CPU, open files: Prometheus' process collector) and ``reconciler_build_info``."""
+    import platform
+
+    from prometheus_client import ProcessCollector
+
+    from reconciler import __version__
+
+    ProcessCollector(registry=registry)
+    build = Gauge(
+        "reconciler_build_info",
+        "Always 1; the labels say which reconciler and Python run.",
+        ["version", "python"],
+        registry=registry,
+    )
+    build.labels(__version__, platform.python_version()).set(1)

@@ -1,7 +1,7 @@
 """The daemon as a process: open the ledger, provider and mailbox, run, stop on a signal, close.
 
-Only :func:`run` talks to systemd (READY=1 once the ledger is open and the first
-mailbox login succeeded, STOPPING=1).  It returns what happened (:class:`Run`);
+Only :func:`run` talks to systemd (READY=1 once the ledger is open: the mailbox
+watcher logs in on its own; STOPPING=1).  It returns what happened (:class:`Run`);
 the exit status is the CLI's decision.
 """
 
@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reconciler import backoff
 from reconciler.daemon import sdnotify
 from reconciler.daemon.loops import Daemon
 from reconciler.daemon.totals import Totals
-from reconciler.errors import MailboxError
+from reconciler.errors import LedgerError
 from reconciler.ledger.lock import DaemonLock
 from reconciler.ledger.store import Ledger
 
 if TYPE_CHECKING:
     from reconciler.config import Settings
+    from reconciler.events.dispatcher import Dispatcher
     from reconciler.mailbox.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -32,44 +31,54 @@ log = logging.getLogger(__name__)
 class Run:
     """What one run of the daemon did.
 
-    ``started``: the mailbox answered and the loops ran (False: stopped by a signal
-    while the first login was still being retried).  ``fatal``: the error that
-    stopped the loops (the ledger could not be written), None after a clean stop.
+    ``started``: the loops ran.  ``fatal``: the error that stopped the loops (the
+    ledger could not be written), None after a clean stop.  ``breaker_open``:
+    account-level provider codes stopped submissions.  ``unanswered``: the servers
+    (``provider``, ``mailbox``) that did not answer at least once during the run.
     """
 
     started: bool
     totals: Totals = field(default_factory=Totals)
     fatal: BaseException | None = None
+    breaker_open: bool = False
+    unanswered: frozenset[str] = frozenset()
 
 
-# The first mailbox login's retries: 1 s doubling to a minute, jittered (many daemons restarted
-# together do not knock on one IMAP server in step).
-LOGIN_BACKOFF_S = (1.0, 60.0)
+def _dispatcher(settings: Settings, ledger: Ledger, metrics: Any) -> Dispatcher | None:
+    """The outbox dispatcher when webhooks or hooks are configured (their secrets are read here, once)."""
+    if not settings.webhooks and not settings.hooks:
+        return None
+    from reconciler.events.dispatcher import Dispatcher, endpoints
+
+    on_stats = metrics.delivery_counts if metrics is not None else None
+    return Dispatcher(settings, ledger, endpoints(settings), on_stats=on_stats)
 
 
-async def _connect(watcher: Watcher, stop: asyncio.Event, *, retry: bool, rng: random.Random | None = None) -> bool:
-    """Log in to the mailbox; when ``retry``, keep trying with capped backoff until it answers or we stop."""
-    rng = rng or random.Random()
-    attempt = 0
-    failing = False
-    while True:
-        try:
-            await watcher.connect()
-        except MailboxError as e:
-            if not retry:
-                raise
-            if not failing:
-                log.warning("mailbox: %s; retrying until it answers", e)
-                failing = True
-            attempt += 1
-            try:
-                await asyncio.wait_for(stop.wait(), backoff.delay(attempt, *LOGIN_BACKOFF_S, rng))
-                return False
-            except TimeoutError:
-                continue
-        if failing:
-            log.info("mailbox: logged in")
-        return True
+async def _deliver(dispatcher: Dispatcher, daemon: Daemon) -> None:
+    """The dispatcher's task: a ledger failure stops the daemon like a failed pass."""
+    try:
+        await dispatcher.run(daemon.stop)
+    except LedgerError as e:
+        log.critical("outbox: %s; stopping", e)
+        daemon.fatal = e
+        daemon.stop.set()
+    except Exception as e:
+        log.exception("outbox dispatcher failed; stopping")
+        daemon.fatal = e
+        daemon.stop.set()
+
+
+def _sat_client(settings: Settings) -> Any:
+    from reconciler.sat.client import SatClient
+
+    return SatClient(settings.sat.url, timeout_s=settings.sat.timeout_s, max_rps=settings.sat.max_rps)
+
+
+def _sat_follower(settings: Settings, ledger: Ledger, client: Any) -> Any:
+    from reconciler.clock import utc_now
+    from reconciler.daemon.sat_loop import SatFollower
+
+    return SatFollower(settings, ledger, client, clock=utc_now)
 
 
 async def run(settings: Settings, *, once: bool = False) -> Run:
@@ -91,6 +100,8 @@ async def _run_locked(settings: Settings, *, once: bool) -> Run:
     ledger = await Ledger.open(settings.ledger.path, backup=True, busy_timeout_s=settings.ledger.busy_timeout_s)
     provider: ProviderClient | None = None
     watcher: Watcher | None = None
+    dispatcher: Dispatcher | None = None
+    sat: Any = None
     endpoint: Any = None
     try:
         metrics = None
@@ -103,15 +114,18 @@ async def _run_locked(settings: Settings, *, once: bool) -> Run:
         on_pass = (lambda stats: metrics.mailbox(stats.outcomes, stats.duration_s)) if metrics is not None else None
         watcher = Watcher(settings, ledger, on_pass=on_pass)
         daemon = Daemon(settings, ledger, provider, watcher, metrics=metrics)
+        dispatcher = _dispatcher(settings, ledger, metrics)
+        if settings.sat.enabled:
+            sat = _sat_client(settings)
+            _sat_follower(settings, ledger, sat).attach(daemon)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.stop.set)
-        # A ledger we cannot write (read-only, disk full) must fail here, before READY=1.
+        # A ledger we cannot write (read-only, disk full) must fail here, before READY=1.  The
+        # mailbox is not waited for: the watcher logs in on its own and retries (a wrong password
+        # slowly), so submissions and `check` work while the mailbox is down or refuses us.
         await daemon.heartbeat(once=once)
-        if not await _connect(watcher, daemon.stop, retry=not once):
-            log.info("reconciler stopped before the mailbox answered")
-            return Run(started=False)
-        sdnotify.notify("READY=1", "STATUS=ledger open, mailbox logged in")
+        sdnotify.notify("READY=1", "STATUS=ledger open")
         log.info(
             "reconciler started: ledger %s, mailbox %s/%s",
             settings.ledger.path,
@@ -120,18 +134,37 @@ async def _run_locked(settings: Settings, *, once: bool) -> Run:
         )
         if once:
             await daemon.run_once()
+            if dispatcher is not None:
+                await dispatcher.start()
+                await dispatcher.pass_once()
         else:
+            delivering = asyncio.create_task(_deliver(dispatcher, daemon)) if dispatcher is not None else None
             await daemon.run_forever()
+            if delivering is not None:
+                try:  # an attempt in flight is bounded by its timeout; one cut short is sent again next start
+                    await asyncio.wait_for(delivering, settings.provider.timeout_s + 5)
+                except TimeoutError:
+                    log.warning("outbox deliveries still in flight at stop; they are sent again at the next start")
         sdnotify.notify("STOPPING=1")
         if daemon.fatal is None:
             await daemon.heartbeat(stopped=not once, once=once)
         log.info("reconciler stopped: %s", daemon.totals.line())
-        return Run(started=True, totals=daemon.totals, fatal=daemon.fatal)
+        return Run(
+            started=True,
+            totals=daemon.totals,
+            fatal=daemon.fatal,
+            breaker_open=daemon.breaker_open,
+            unanswered=frozenset(daemon.unanswered),
+        )
     finally:
+        if dispatcher is not None:
+            await dispatcher.aclose()
         if watcher is not None:
             await watcher.close()
         if provider is not None:
             await provider.aclose()
+        if sat is not None:
+            await sat.aclose()
         if endpoint is not None:
             endpoint.shutdown()
             endpoint.server_close()

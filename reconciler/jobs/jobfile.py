@@ -10,7 +10,7 @@ from typing import IO, Any
 from reconciler.errors import ValidationError
 from reconciler.jobs.validation import JobSpec, job_spec
 
-COLUMNS = ("uuid", "rfc", "motivo", "folio_sustitucion")
+COLUMNS = ("uuid", "rfc", "motivo", "folio_sustitucion", "rfc_receptor", "total", "sello")
 REQUIRED = ("uuid", "rfc")
 MAX_REPORTED = 20
 MAX_LINE = 4096  # characters: a row is about 60; /dev/zero or a binary file is not read without end
@@ -62,7 +62,8 @@ def read_rows(lines: Iterable[str], name: str = "<csv>", delimiter: str = ",") -
     known = [c for c in cols if c in COLUMNS]
     if missing or len(set(known)) != len(known):
         raise ValidationError(
-            f"{name}: line 1: header must be uuid,rfc[,motivo][,folio_sustitucion]; got {','.join(cols)!r}"
+            f"{name}: line 1: header must be uuid,rfc[,motivo][,folio_sustitucion][,rfc_receptor][,total][,sello];"
+            f" got {','.join(cols)!r}"
         )
     index = {c: i for i, c in enumerate(cols) if c in COLUMNS}
     ignored = [header[i].strip() or f"column {i + 1}" for i, c in enumerate(cols) if c not in COLUMNS]
@@ -84,7 +85,18 @@ def _rows(reader: Any, index: dict[str, int], width: int) -> Iterator[tuple[int,
                 return row[index[column]] if column in index else None
 
             try:
-                yield line, job_spec(cell("uuid") or "", cell("rfc") or "", cell("motivo"), cell("folio_sustitucion"))
+                yield (
+                    line,
+                    job_spec(
+                        cell("uuid") or "",
+                        cell("rfc") or "",
+                        cell("motivo"),
+                        cell("folio_sustitucion"),
+                        cell("rfc_receptor"),
+                        cell("total"),
+                        cell("sello"),
+                    ),
+                )
             except ValidationError as e:
                 yield line, str(e)
     except csv.Error as e:

@@ -50,6 +50,21 @@ class Job:
     overdue_at: str | None
     has_acuse: bool
     acuse_sha256: str | None = None
+    rfc_receptor: str | None = None
+    total: str | None = None
+    sello: str | None = None
+    sat_estado: str | None = None
+    sat_es_cancelable: str | None = None
+    sat_estatus_cancelacion: str | None = None
+    sat_checked_at: str | None = None
+    sat_due_at: str | None = None
+    sat_calls: int = 0
+    sat_failures: int = 0
+    sat_first_at: str | None = None
+    sat_since: str | None = None
+    sat_until: str | None = None
+    sat_late_after: str | None = None
+    sat_cleared: int = 0  # 1: the SAT preflight let the job go (or it was skipped)
 
     #: The column names a row must carry (:meth:`from_rows`): the fields' names, in order.
     COLUMNS: ClassVar[tuple[str, ...]]
@@ -84,7 +99,9 @@ class Job:
 
     @property
     def spec(self) -> JobSpec:
-        return JobSpec(self.uuid, self.rfc_emisor, self.motivo, self.folio_sustitucion)
+        return JobSpec(
+            self.uuid, self.rfc_emisor, self.motivo, self.folio_sustitucion, self.rfc_receptor, self.total, self.sello
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The public JSON shape of a job (``status --json``, exports)."""
@@ -104,6 +121,15 @@ class Job:
             "next_attempt_at": self.next_attempt_at,
             "has_acuse": self.has_acuse,
             "acuse_sha256": self.acuse_sha256,
+            "rfc_receptor": self.rfc_receptor,
+            "total": self.total,
+            "sat_estado": self.sat_estado,
+            "sat_es_cancelable": self.sat_es_cancelable,
+            "sat_estatus_cancelacion": self.sat_estatus_cancelacion,
+            "sat_checked_at": self.sat_checked_at,
+            "sat_due_at": self.sat_due_at,
+            "sat_until": self.sat_until,
+            "sat_calls": self.sat_calls,
         }
 
 

@@ -32,6 +32,7 @@ class Trigger(StrEnum):
     LOST = "lost"  # status call says 702: the provider has no transaction, submit again
     NOTIFIED = "notified"  # a trusted OK claim arrived before our record of the acceptance
     REQUEUE = "requeue"  # an operator sends a failed job again after fixing the cause (`reconciler requeue`)
+    NOT_CANCELLABLE = "not_cancellable"  # the SAT's preflight says No cancelable: never sent
 
 
 TERMINAL: frozenset[State] = frozenset({State.OK, State.ERROR, State.REJECTED})
@@ -50,6 +51,7 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (State.AWAITING, Trigger.LOST): State.QUEUED,
     (State.QUEUED, Trigger.NOTIFIED): State.AWAITING,
     (State.SUBMITTING, Trigger.NOTIFIED): State.AWAITING,
+    (State.QUEUED, Trigger.NOT_CANCELLABLE): State.REJECTED,
     **{(s, Trigger.CONFIRMED_OK): State.OK for s in _OUTCOME_FROM},
     **{(s, Trigger.CONFIRMED_ERROR): State.ERROR for s in _OUTCOME_FROM},
     # The only edges out of a terminal state, taken by an operator only: nothing was cancelled

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from reconciler.errors import ValidationError
 from reconciler.redact import show
@@ -21,6 +22,8 @@ MOTIVOS: dict[str, str] = {
 
 # SAT RFC: 3 letters (moral person) or 4 (physical person), the date YYMMDD, a 3-character homoclave.
 _RFC = re.compile(r"[A-ZÑ&]{3,4}[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[A-Z0-9]{2}[0-9A]")
+FE_LENGTH = 8  # the expression carries the last 8 characters of the CFDI's Sello
+MAX_TOTAL = Decimal("1e18")  # far above any invoice; keeps the text bounded
 _SHOWN = 60  # characters of a bad value quoted in a message
 _UUID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
 
@@ -80,6 +83,11 @@ class JobSpec:
     rfc_emisor: str
     motivo: str
     folio_sustitucion: str | None
+    # What the SAT's status service needs (all three optional): the receiver's RFC, the
+    # CFDI's total as the expression prints it, the last eight characters of its Sello.
+    rfc_receptor: str | None = None
+    total: str | None = None
+    sello: str | None = None
 
     @property
     def provider_uuid_field(self) -> str:
@@ -87,7 +95,51 @@ class JobSpec:
         return f"{self.uuid}|{self.motivo}|{self.folio_sustitucion or ''}"
 
 
-def job_spec(uuid: str, rfc: str, motivo: str | None = None, folio_sustitucion: str | None = None) -> JobSpec:
+def parse_total(value: str | Decimal | int, field: str = "total") -> Decimal:
+    """A CFDI total: a finite, non-negative decimal below 10**18; ValidationError naming ``field`` otherwise."""
+    if isinstance(value, bool):
+        raise ValidationError(f"{field}: not an amount: {value!r}")
+    try:
+        amount = Decimal(value.strip() if isinstance(value, str) else value)
+    except (InvalidOperation, ValueError) as e:
+        raise ValidationError(f"{field}: not an amount: {str(value)[:40]!r}") from e
+    if not amount.is_finite() or amount < 0 or amount >= MAX_TOTAL:
+        raise ValidationError(f"{field}: must be a finite amount from 0 to 10^18, got {str(value)[:40]!r}")
+    digits = value.strip().replace(".", "", 1) if isinstance(value, str) else "0"
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValidationError(f"{field}: digits with an optional decimal point, got {str(value)[:40]!r}")
+    return amount
+
+
+def sello_tail(sello: str) -> str:
+    """The last eight characters of a sello (or the eight themselves)."""
+    text = "".join(sello.split())  # a sello copied from a file may be wrapped
+    if len(text) < FE_LENGTH:
+        raise ValidationError(f"sello: at least {FE_LENGTH} characters are needed, got {len(text)}")
+    if not text.isascii():
+        raise ValidationError("sello: a sello is base64 text; this one holds non-ASCII characters")
+    return text[-FE_LENGTH:]
+
+
+def sat_fields(
+    rfc_receptor: str | None, total: str | None, sello: str | None
+) -> tuple[str | None, str | None, str | None]:
+    """The optional SAT fields, validated: an RFC, a total (as ``tt`` prints it), a sello's last 8 characters."""
+    receptor = parse_rfc(rfc_receptor, "rfc_receptor") if rfc_receptor and rfc_receptor.strip() else None
+    amount = f"{parse_total(total):f}" if total and total.strip() else None
+    tail = sello_tail(sello) if sello and sello.strip() else None
+    return receptor, amount, tail
+
+
+def job_spec(
+    uuid: str,
+    rfc: str,
+    motivo: str | None = None,
+    folio_sustitucion: str | None = None,
+    rfc_receptor: str | None = None,
+    total: str | None = None,
+    sello: str | None = None,
+) -> JobSpec:
     """Validate one job; folio_sustitucion is required for motivo 01 and refused otherwise."""
     u = parse_uuid(uuid)
     r = parse_rfc(rfc)
@@ -105,4 +157,4 @@ def job_spec(uuid: str, rfc: str, motivo: str | None = None, folio_sustitucion: 
                 f"folio_sustitucion: only allowed with motivo 01, got {show(folio, _SHOWN)} with motivo {m}"
             )
         f = None
-    return JobSpec(u, r, m, f)
+    return JobSpec(u, r, m, f, *sat_fields(rfc_receptor, total, sello))

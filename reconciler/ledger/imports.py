@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiosqlite
 
@@ -29,14 +30,27 @@ class ImportResult:
     bad: int
 
 
+def _sat(spec: JobSpec) -> tuple[str | None, str | None, str | None]:
+    """What the SAT's status service needs, as the ledger stores it."""
+    return spec.rfc_receptor, spec.total, spec.sello
+
+
+def on_line(line: int) -> str:
+    return f"on line {line}"
+
+
 async def _stage(
-    db: aiosqlite.Connection, rows: Iterable[tuple[int, JobSpec | str]], bad_row: Callable[[int, str], None]
+    db: aiosqlite.Connection,
+    rows: Iterable[tuple[int, JobSpec | str]],
+    bad_row: Callable[[int, str], None],
+    where: Callable[[int], str] = on_line,
 ) -> tuple[int, int]:
     """Stage every good row; report each bad one (a UUID given twice is one).  Returns (good, bad)."""
     await db.execute("DROP TABLE IF EXISTS temp.import_rows")
     await db.execute(
         "CREATE TEMP TABLE import_rows (uuid TEXT PRIMARY KEY, line INTEGER NOT NULL, rfc_emisor TEXT NOT NULL,"
-        " motivo TEXT NOT NULL, folio_sustitucion TEXT, new INTEGER NOT NULL DEFAULT 1)"
+        " motivo TEXT NOT NULL, folio_sustitucion TEXT, rfc_receptor TEXT, total TEXT, sello TEXT,"
+        " new INTEGER NOT NULL DEFAULT 1)"
     )
     good = bad = 0
     chunk: list[tuple[int, JobSpec]] = []
@@ -47,16 +61,17 @@ async def _stage(
         marks = ",".join("?" * len(keys))
         async with db.execute(f"SELECT uuid, line FROM temp.import_rows WHERE uuid IN ({marks})", keys) as cur:  # noqa: S608
             first = {r[0]: r[1] for r in await cur.fetchall()}
-        fresh: list[tuple[str, int, str, str, str | None]] = []
+        fresh: list[tuple[Any, ...]] = []
         for line, spec in chunk:
             if spec.uuid in first:
                 bad += 1
-                bad_row(line, f"uuid {spec.uuid} already on line {first[spec.uuid]}")
+                bad_row(line, f"uuid {spec.uuid} already {where(first[spec.uuid])}")
                 continue
             first[spec.uuid] = line
-            fresh.append((spec.uuid, line, spec.rfc_emisor, spec.motivo, spec.folio_sustitucion))
+            fresh.append((spec.uuid, line, spec.rfc_emisor, spec.motivo, spec.folio_sustitucion, *_sat(spec)))
         await db.executemany(
-            "INSERT INTO temp.import_rows (uuid, line, rfc_emisor, motivo, folio_sustitucion) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO temp.import_rows (uuid, line, rfc_emisor, motivo, folio_sustitucion, rfc_receptor, total,"
+            " sello) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             fresh,
         )
         good += len(fresh)
@@ -89,10 +104,12 @@ async def import_rows(
     has_jobs: bool = True,
     dry_run: bool = False,
     write: Callable[[], object] | None = None,
+    where: Callable[[int], str] = on_line,
 ) -> ImportResult:
     """Stage ``rows``, then (unless a bad row or ``dry_run``) queue the new ones; ``write`` opens the write
-    transaction (the ledger's ``transaction``).  ``has_jobs`` False: no ledger yet, every row is new."""
-    good, bad = await _stage(db, rows, bad_row)
+    transaction (the ledger's ``transaction``).  ``has_jobs`` False: no ledger yet, every row is new.
+    ``where`` names a row's first occurrence when a UUID comes again (``on line N``; another file's path)."""
+    good, bad = await _stage(db, rows, bad_row, where)
     try:
         existing = 0
         if has_jobs:
@@ -108,7 +125,8 @@ async def import_rows(
             await tx.execute("UPDATE temp.import_rows SET new = (uuid NOT IN (SELECT uuid FROM main.jobs))")
             async with tx.execute(
                 "INSERT INTO main.jobs (uuid, rfc_emisor, motivo, folio_sustitucion, state, created_at, updated_at,"
-                " next_attempt_at) SELECT uuid, rfc_emisor, motivo, folio_sustitucion, 'queued', ?1, ?1, ?1"
+                " next_attempt_at, rfc_receptor, total, sello) SELECT uuid, rfc_emisor, motivo, folio_sustitucion,"
+                " 'queued', ?1, ?1, ?1, rfc_receptor, total, sello"
                 " FROM temp.import_rows WHERE new ORDER BY line",
                 (at,),
             ) as cur:

@@ -1,7 +1,11 @@
 """The ledger's half of a mailbox pass: what a batch of notifications reads and writes, set-based.
 
-:meth:`reconciler.ledger.store.Ledger.apply_messages` runs these inside one transaction. Each
-statement carries its rows as one JSON array (up to ``_ROWS`` of them) that SQLite walks with
+:meth:`reconciler.ledger.store.Ledger.mail_batch` opens one transaction and hands the caller a
+:class:`Batch`: what the ledger already holds about the batch. The caller decides (the mailbox's
+pure ``plan``) and hands the :class:`Decision` records back to :meth:`Batch.write`, which writes
+them in that same transaction: the ledger writes what it is told and decides nothing.
+
+Each statement carries its rows as one JSON array (up to ``_ROWS`` of them) that SQLite walks with
 ``json_each``, so a batch of thousands of notifications is a handful of statements, each done
 inside a single ``sqlite3_step`` with the GIL released. One ``executemany`` row per notification would give the
 GIL back and take it again for every row, and with the IMAP and parser threads running
@@ -17,15 +21,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 import aiosqlite
 
+from reconciler.clock import iso
+from reconciler.jobs.notices import Applied, Decision, JobView, SeenMessage
 from reconciler.jobs.records import dumps
-from reconciler.jobs.states import TERMINAL, State, Trigger
+from reconciler.jobs.states import TERMINAL, State, Trigger, step
 from reconciler.ledger import eventlog
-from reconciler.mailbox.reconcile import Decision, JobView, SeenMessage
 
 # Rows per statement: bounds the JSON text and SQLite's parse of it. Replaying 50,000 notifications
 # in batches of 10,000, peak RSS was 113 MB with one statement per batch, 78 MB with statements of
@@ -79,6 +85,58 @@ class BatchState:
     fresh: list[SeenMessage]  # the batch's other messages, in order
     jobs: dict[str, JobView]  # the jobs the batch names
     applied_ids: frozenset[str]  # Message-IDs of the batch already applied
+    duplicates: list[SeenMessage] = field(default_factory=list)  # the batch's messages under known_uids
+
+
+class Batch:
+    """One batch of notifications inside its write transaction: read what it holds, write what is decided.
+
+    Only :meth:`reconciler.ledger.store.Ledger.mail_batch` makes one; it is valid inside that block.
+    """
+
+    def __init__(self, db: aiosqlite.Connection, folder: str, uidvalidity: int, state: BatchState) -> None:
+        self._db = db
+        self.folder = folder
+        self.uidvalidity = uidvalidity
+        self.state = state
+        self._written = False
+
+    @property
+    def fresh(self) -> list[SeenMessage]:
+        """The batch's messages not yet recorded under this UIDVALIDITY, in order: one decision each."""
+        return self.state.fresh
+
+    @property
+    def jobs(self) -> dict[str, JobView]:
+        """The jobs the fresh messages name, as they stand in this transaction."""
+        return self.state.jobs
+
+    @property
+    def applied_ids(self) -> frozenset[str]:
+        """Message-IDs of the fresh messages that were already applied (under any UID)."""
+        return self.state.applied_ids
+
+    async def write(
+        self, decisions: Sequence[Decision], last_uid: int, marked_uid: int, now: datetime
+    ) -> list[Applied]:
+        """Write one decision per fresh message (in order) and advance the checkpoint and the mark watermark.
+
+        The messages already recorded under this UIDVALIDITY are left alone and reported as
+        duplicates; a decision for any other message than the fresh ones is a programming error
+        (ValueError): that is what keeps each message applied exactly once.
+        """
+        if self._written:
+            raise ValueError(f"mailbox batch of {self.folder}: written twice in one transaction")
+        fresh = self.state.fresh
+        if len(decisions) != len(fresh) or any(d.message.uid != m.uid for d, m in zip(decisions, fresh, strict=False)):
+            raise ValueError(f"mailbox batch of {self.folder}: decisions do not match the batch's fresh messages")
+        self._written = True
+        at = iso(now)
+        rows = writes(self.folder, self.uidvalidity, decisions, self.state.jobs, at)
+        await write(self._db, self.folder, self.uidvalidity, rows, last_uid, marked_uid, at)
+        result = [Applied(d.message.uid, d.outcome, d.message.uuid, d.mark) for d in decisions]
+        result.extend(Applied(m.uid, "duplicate", m.uuid, False) for m in self.state.duplicates)
+        return result
 
 
 @dataclass(slots=True)
@@ -98,7 +156,7 @@ async def read_state(
     rows = await _one_array(db, _JOBS, (dumps(sorted({m.uuid for m in fresh if m.uuid})),))
     applied = await _one_array(db, _APPLIED, (dumps(sorted({m.message_id for m in fresh if m.message_id})),))
     jobs = {uuid: JobView(State(state), claim) for uuid, state, claim in rows}
-    return BatchState(known, fresh, jobs, frozenset(applied))
+    return BatchState(known, fresh, jobs, frozenset(applied), [m for m in messages if m.uid in known])
 
 
 def writes(folder: str, uidvalidity: int, decisions: Sequence[Decision], jobs: dict[str, JobView], at: str) -> Writes:
@@ -107,6 +165,7 @@ def writes(folder: str, uidvalidity: int, decisions: Sequence[Decision], jobs: d
     job folded into the earlier, as sequential updates would leave it)."""
     out = Writes()
     updates: dict[str, list[Any]] = {}
+    states = {uuid: view.state for uuid, view in jobs.items()}  # as the decisions so far leave them
     for d in decisions:
         m = d.message
         detail = {
@@ -127,6 +186,8 @@ def writes(folder: str, uidvalidity: int, decisions: Sequence[Decision], jobs: d
         changed = d.after != d.before
         if changed or d.claim or d.check:
             assert m.uuid is not None and d.after is not None
+            _check_step(m.uuid, states.get(m.uuid), d)
+            states[m.uuid] = d.after
             row = [
                 str(d.after),
                 at if d.after in TERMINAL else None,
@@ -161,6 +222,19 @@ async def write(
     for i in range(0, len(rows.messages), _ROWS):
         await db.execute(_INSERT_MESSAGES, (folder, uidvalidity, at, dumps(rows.messages[i : i + _ROWS])))
     await db.execute(_CHECKPOINT, (folder, uidvalidity, last_uid, marked_uid, at))
+
+
+def _check_step(uuid: str, current: State | None, d: Decision) -> None:
+    """The ledger's own guard: a decision may only move a job along an edge of the state table."""
+    moved = d.after != d.before
+    legal = current is not None and d.before == current
+    if legal and moved:
+        legal = current is not None and d.trigger is not None and step(current, d.trigger).new == d.after
+    if not legal:
+        raise ValueError(
+            f"job {uuid}: a mailbox decision {d.before} -> {d.after} by {d.trigger} does not follow"
+            f" the state table from {current}"
+        )
 
 
 @cache

@@ -42,14 +42,22 @@ JSON = (
     " 'state', state, 'code', code, 'message', message, 'attempts', attempts, 'created_at', created_at,"
     " 'submitted_at', submitted_at, 'resolved_at', resolved_at, 'overdue', " + _bool_json(_OVERDUE) + ","
     " 'next_attempt_at', next_attempt_at, 'has_acuse', " + _bool_json("acuse IS NOT NULL") + ","
-    " 'acuse_sha256', acuse_sha256)"
+    " 'acuse_sha256', acuse_sha256, 'rfc_receptor', rfc_receptor, 'total', total, 'sat_estado', sat_estado,"
+    " 'sat_es_cancelable', sat_es_cancelable, 'sat_estatus_cancelacion', sat_estatus_cancelacion,"
+    " 'sat_checked_at', sat_checked_at, 'sat_due_at', sat_due_at, 'sat_until', sat_until, 'sat_calls', sat_calls)"
 )
-# Export's JSON lines: the export fields only, as before (status --json has every field).
+# The SAT dimension's inputs (reconciler.sat.verdict.SatFacts, in its order), selected after the
+# shaped columns: the `sat` view is judged in Python (cli/files.py) and put between the two halves.
+SAT_FACTS = "state, sat_estado, sat_es_cancelable, sat_estatus_cancelacion, sat_checked_at, sat_until, sat_late_after"
+# Export's JSON lines: the export fields only (status --json has every field), as two objects that
+# the `sat` view joins: the fields before it, the fields after it.
 JSONL = (
     "json_object('uuid', uuid, 'rfc_emisor', rfc_emisor, 'motivo', motivo, 'folio_sustitucion', folio_sustitucion,"
     " 'state', state, 'code', code, 'message', message, 'attempts', attempts, 'created_at', created_at,"
     " 'submitted_at', submitted_at, 'resolved_at', resolved_at, 'overdue', " + _bool_json(_OVERDUE) + ","
-    " 'has_acuse', " + _bool_json("acuse IS NOT NULL") + ")"
+    " 'has_acuse', " + _bool_json("acuse IS NOT NULL") + ", 'rfc_receptor', rfc_receptor, 'total', total),"
+    " json_object('sat_estado', sat_estado, 'sat_es_cancelable', sat_es_cancelable,"
+    " 'sat_estatus_cancelacion', sat_estatus_cancelacion, 'sat_checked_at', sat_checked_at), " + SAT_FACTS
 )
 CSV_FIELDS = (
     "uuid",
@@ -65,15 +73,26 @@ CSV_FIELDS = (
     "resolved_at",
     "overdue",
     "has_acuse",
+    "rfc_receptor",
+    "total",
+    "sat",
+    "sat_estado",
+    "sat_es_cancelable",
+    "sat_estatus_cancelacion",
+    "sat_checked_at",
 )
+SAT_AT = CSV_FIELDS.index("sat")  # judged in Python (cli/files.py), not a column
 _CSV_EXPR = {
     "rfc_emisor": _cell("rfc_emisor"),
     "folio_sustitucion": _cell("folio_sustitucion"),
     "message": _cell("message"),
     "overdue": f"CASE WHEN {_OVERDUE} THEN 'true' ELSE 'false' END",
     "has_acuse": "CASE WHEN acuse IS NOT NULL THEN 'true' ELSE 'false' END",
+    "sat_estado": _cell("sat_estado"),
+    "sat_es_cancelable": _cell("sat_es_cancelable"),
+    "sat_estatus_cancelacion": _cell("sat_estatus_cancelacion"),
 }
-CSV = ", ".join(_CSV_EXPR.get(f, f) for f in CSV_FIELDS)
+CSV = ", ".join(_CSV_EXPR.get(f, f) for f in CSV_FIELDS if f != "sat") + ", " + SAT_FACTS
 
 
 def _quoted(column: str) -> str:
@@ -87,14 +106,19 @@ def _quoted(column: str) -> str:
     )
 
 
-# A whole CSV line per row, built by SQLite.  Only `message` (the provider's text) is free: the other
-# fields are validated UUIDs, RFCs ([A-Z&Ñ0-9]), codes, numbers and times, which never need quoting
-# nor start a formula.
-CSV_LINE = " || ',' || ".join(
-    _quoted("message") if f == "message" else f"coalesce({_CSV_EXPR.get(f, f)}, '')" for f in CSV_FIELDS if f
-)
+_FREE = ("message", "sat_estado", "sat_es_cancelable", "sat_estatus_cancelacion")
+
+
+def _line(fields: Sequence[str]) -> str:
+    return " || ',' || ".join(_quoted(f) if f in _FREE else f"coalesce({_CSV_EXPR.get(f, f)}, '')" for f in fields)
+
+
+# A whole CSV line per row, built by SQLite, in two halves the `sat` view joins.  Only `message` (the
+# provider's text) and the SAT's answers are free text: the other fields are validated UUIDs, RFCs
+# ([A-Z&Ñ0-9]), totals, codes, numbers and times, which never need quoting nor start a formula.
+CSV_LINE = _line(CSV_FIELDS[:SAT_AT]) + ", " + _line(CSV_FIELDS[SAT_AT + 1 :]) + ", " + SAT_FACTS
 TABLE_FIELDS = ("uuid", "rfc_emisor", "motivo", "state", "code", "attempts", "created_at", "resolved_at", "overdue")
-TABLE = ", ".join(f"{_OVERDUE}" if f == "overdue" else f for f in TABLE_FIELDS)
+TABLE = ", ".join(f"{_OVERDUE}" if f == "overdue" else f for f in TABLE_FIELDS) + ", " + SAT_FACTS
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,102 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN acuse_sha256 TEXT;
     UPDATE jobs SET acuse_sha256 = sha256(acuse) WHERE acuse IS NOT NULL;
     """,
-    # 4: operator holds (`reconciler hold`): a held job is never claimed by the submitter.  One row
+    # 4: what the SAT's status service needs (the receiver's RFC, the total, the sello's last 8
+    # characters) and the SAT's latest word on each job with its follow-up schedule: sat_due_at is
+    # the next ask (UTC text, like next_attempt_at), sat_cleared opens the preflight gate,
+    # sat_since is the acceptance the follow-up counts from, sat_until the end of the receiver's
+    # window, sat_late_after the window with margin.
+    """
+    ALTER TABLE jobs ADD COLUMN rfc_receptor TEXT;
+    ALTER TABLE jobs ADD COLUMN total TEXT;
+    ALTER TABLE jobs ADD COLUMN sello TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_estado TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_es_cancelable TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_estatus_cancelacion TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_checked_at TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_due_at TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_calls INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN sat_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN sat_first_at TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_since TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_until TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_late_after TEXT;
+    ALTER TABLE jobs ADD COLUMN sat_cleared INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_sat_due ON jobs (sat_due_at) WHERE sat_due_at IS NOT NULL;
+    """,
+    # 5: the transactional outbox.  Triggers write an outbox row in the same transaction as every
+    # state change (not the internal `submitting` hop: a job claimed and sent shows as queued ->
+    # awaiting, and a retry after a transient failure is no change), every SAT observation and every
+    # conflict, whichever code path made it, so a crash can neither lose nor invent an event.
+    # `seq` (AUTOINCREMENT: never reused after pruning) orders the feed; `id` is the receivers'
+    # idempotency key.  Delivery state lives per endpoint (a webhook or a command hook):
+    # `endpoints.cursor` is the last seq the dispatcher has looked at for it.
+    """
+    CREATE TABLE outbox (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        id      TEXT NOT NULL,
+        at      TEXT NOT NULL,
+        type    TEXT NOT NULL,
+        uuid    TEXT,
+        payload TEXT NOT NULL
+    );
+    CREATE TABLE endpoints (
+        name            TEXT PRIMARY KEY,
+        cursor          INTEGER NOT NULL DEFAULT 0,
+        created_at      TEXT NOT NULL,
+        last_success_at TEXT,
+        disabled_at     TEXT,
+        disabled_reason TEXT
+    );
+    CREATE TABLE deliveries (
+        endpoint     TEXT NOT NULL,
+        seq          INTEGER NOT NULL,
+        uuid         TEXT,
+        state        TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        next_at      TEXT NOT NULL,
+        last_status  INTEGER,
+        last_error   TEXT,
+        updated_at   TEXT NOT NULL,
+        PRIMARY KEY (endpoint, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_pending ON deliveries (endpoint, uuid, seq) WHERE state = 'pending';
+    CREATE INDEX deliveries_due ON deliveries (endpoint, seq) WHERE state = 'pending';
+    CREATE INDEX deliveries_seq ON deliveries (seq);
+
+    CREATE TRIGGER outbox_job_created AFTER INSERT ON jobs BEGIN
+        INSERT INTO outbox (id, at, type, uuid, payload)
+        VALUES ('evt_' || lower(hex(randomblob(16))), new.updated_at, 'job.' || new.state, new.uuid,
+                json_object('uuid', new.uuid, 'rfc_emisor', new.rfc_emisor, 'old_state', NULL,
+                            'new_state', new.state, 'code', new.code, 'message', new.message));
+    END;
+    CREATE TRIGGER outbox_job_state AFTER UPDATE OF state ON jobs
+        WHEN new.state IS NOT old.state AND new.state != 'submitting'
+             AND NOT (old.state = 'submitting' AND new.state = 'queued')
+    BEGIN
+        INSERT INTO outbox (id, at, type, uuid, payload)
+        VALUES ('evt_' || lower(hex(randomblob(16))), new.updated_at, 'job.' || new.state, new.uuid,
+                json_object('uuid', new.uuid, 'rfc_emisor', new.rfc_emisor,
+                            'old_state', CASE old.state WHEN 'submitting' THEN 'queued' ELSE old.state END,
+                            'new_state', new.state, 'code', new.code, 'message', new.message));
+    END;
+    CREATE TRIGGER outbox_job_event AFTER INSERT ON events
+        WHEN new.kind IN ('conflict', 'sat') AND new.uuid IS NOT NULL
+    BEGIN
+        INSERT INTO outbox (id, at, type, uuid, payload)
+        VALUES ('evt_' || lower(hex(randomblob(16))), new.at, 'job.' || new.kind, new.uuid,
+                coalesce(
+                    (SELECT json_object('uuid', j.uuid, 'rfc_emisor', j.rfc_emisor, 'old_state', j.state,
+                                        'new_state', j.state, 'code', j.code, 'message', j.message,
+                                        'detail', CASE WHEN json_valid(new.detail) THEN json(new.detail)
+                                                       ELSE new.detail END)
+                     FROM jobs j WHERE j.uuid = new.uuid),
+                    json_object('uuid', new.uuid, 'rfc_emisor', NULL, 'old_state', NULL, 'new_state', NULL,
+                                'code', NULL, 'message', NULL, 'detail',
+                                CASE WHEN json_valid(new.detail) THEN json(new.detail) ELSE new.detail END)));
+    END;
+    """,
+    # 6: operator holds (`reconciler hold`): a held job is never claimed by the submitter.  One row
     # per held job, who held it and when; `release` deletes the row (the events keep the history).
     """
     CREATE TABLE holds (

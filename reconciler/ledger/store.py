@@ -9,7 +9,6 @@ decisions themselves come from the pure modules :mod:`reconciler.jobs.states` an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -17,7 +16,7 @@ import random
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,15 +26,13 @@ import aiosqlite
 from reconciler import backoff
 from reconciler.clock import iso
 from reconciler.errors import JobNotFoundError, LedgerError
+from reconciler.jobs.notices import SeenMessage
 from reconciler.jobs.records import AddResult, Change, Event, Job, dumps
 from reconciler.jobs.states import TERMINAL, State, Step, step
 from reconciler.jobs.validation import JobSpec
-from reconciler.ledger import contention, eventlog, files, mailbatch
+from reconciler.ledger import contention, eventlog, files, mailbatch, sat
 from reconciler.ledger.eventlog import EventRow
 from reconciler.ledger.schema import MIGRATIONS, sha256_hex
-from reconciler.mailbox.reconcile import Applied, SeenMessage, plan
-
-__all__ = ["Applied", "Change", "Event", "Job", "Ledger", "SeenMessage"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +73,7 @@ _SETTABLE = frozenset(
         "claim",
         "overdue_at",
         "resolved_at",
+        *sat.SETTABLE,
     }
 )
 
@@ -127,6 +125,8 @@ class Ledger:
         self._lock = asyncio.Lock()
         self._rng = random.Random()
         self._closed = False
+        # With [sat] preflight, only jobs the SAT preflight cleared are claimed (set by the SAT follower).
+        self.preflight_gate = False
 
     # -- opening ---------------------------------------------------------
 
@@ -149,7 +149,7 @@ class Ledger:
         p = Path(path)
         try:
             _prepare_file(p, create)
-            db = await aiosqlite.connect(p, isolation_level=None)
+            db = await _connect(p, isolation_level=None)
         except OSError as e:
             raise LedgerError(f"ledger {p}: {e.strerror or e}") from e
         except sqlite3.Error as e:
@@ -179,10 +179,14 @@ class Ledger:
     async def open_readonly(cls, path: str | os.PathLike[str]) -> Ledger:
         """Open for reading only (``mode=ro``): never creates, migrates, chmods or switches to WAL."""
         p = Path(path)
-        if not await asyncio.to_thread(p.exists):
-            raise LedgerError(f"ledger {p}: not found (check [ledger] path, or queue a job first)")
         try:
-            db = await aiosqlite.connect(files.readonly_uri(p), uri=True, isolation_level=None)
+            await asyncio.to_thread(p.stat)
+        except FileNotFoundError as e:
+            raise LedgerError(f"ledger {p}: not found (check [ledger] path, or queue a job first)") from e
+        except OSError as e:  # a directory this user may not enter: permission denied
+            raise LedgerError(f"ledger {p}: {e.strerror or e}") from e
+        try:
+            db = await _connect(files.readonly_uri(p), uri=True, isolation_level=None)
         except sqlite3.Error as e:
             raise LedgerError(f"ledger {p}: {e}") from e
         try:
@@ -304,9 +308,6 @@ class Ledger:
     def connection(self) -> aiosqlite.Connection:
         return self._db
 
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[aiosqlite.Connection]:
-        return self._tx()
-
     async def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return await self._all(sql, params)
 
@@ -316,6 +317,14 @@ class Ledger:
                 return list(await cur.fetchall())
         except sqlite3.Error as e:
             raise LedgerError(f"ledger {self.path}: {e}") from e
+
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """One write transaction, for the ledger's other stores (:mod:`reconciler.events.store`)."""
+        return self._tx()
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of one read statement; an SQLite error is a LedgerError naming the ledger."""
+        return await self._all(sql, params)
 
     # -- jobs --------------------------------------------------------------
 
@@ -328,8 +337,11 @@ class Ledger:
             new = [s for s in specs if s.uuid not in existing]
             await db.executemany(
                 "INSERT INTO jobs (uuid, rfc_emisor, motivo, folio_sustitucion, state, created_at, updated_at,"
-                " next_attempt_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-                [(s.uuid, s.rfc_emisor, s.motivo, s.folio_sustitucion, at, at, at) for s in new],
+                " next_attempt_at, rfc_receptor, total, sello) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                [
+                    (s.uuid, s.rfc_emisor, s.motivo, s.folio_sustitucion, at, at, at, s.rfc_receptor, s.total, s.sello)
+                    for s in new
+                ],
             )
             await eventlog.append(
                 db, at, [(s.uuid, "created", source, {"state": "queued", "motivo": s.motivo}) for s in new]
@@ -466,8 +478,9 @@ class Ledger:
         """Move up to ``limit`` due queued jobs to ``submitting`` (committed before any request leaves)."""
         at = iso(now)
         async with self._tx() as db:
+            gate = " AND sat_cleared = 1" if self.preflight_gate else ""
             async with db.execute(
-                "SELECT uuid FROM jobs WHERE state = 'queued' AND next_attempt_at <= ? "
+                f"SELECT uuid FROM jobs WHERE state = 'queued' AND next_attempt_at <= ?{gate} "
                 "AND uuid NOT IN (SELECT uuid FROM holds) "  # an operator's hold: never sent
                 "ORDER BY next_attempt_at, created_at LIMIT ?",
                 (at, limit),
@@ -485,6 +498,20 @@ class Ledger:
             jobs = Job.from_rows(rows)
         order = {u: i for i, u in enumerate(uuids)}
         return sorted(jobs, key=lambda j: order[j.uuid])
+
+    # -- the SAT dimension ----------------------------------------------------
+
+    async def sat_jobs(self, where: str, params: Sequence[Any]) -> list[Job]:
+        """Jobs matching one of the fixed conditions of :mod:`reconciler.ledger.sat`."""
+        if where not in (sat.PREFLIGHT_DUE, sat.TO_FOLLOW, sat.FOLLOW_DUE):
+            raise ValueError("sat_jobs: not one of reconciler.ledger.sat's conditions")
+        return Job.from_rows(await self._all(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {where}", params))
+
+    async def sat_counts(self, now: datetime) -> dict[str, int]:
+        """How many jobs are in each SAT view ``check`` and ``summary`` count (zero when the SAT was never asked)."""
+        at = iso(now)
+        row = (await self._all(sat.COUNTS_SQL, (at, at, at)))[0]
+        return {name: int(v or 0) for name, v in zip(sat.COUNT_NAMES, row, strict=True)}
 
     async def uuids_in(self, state: State) -> list[str]:
         return [r[0] for r in await self._all("SELECT uuid FROM jobs WHERE state = ?", (str(state),))]
@@ -519,29 +546,21 @@ class Ledger:
         rows = await self._all("SELECT uidvalidity, last_uid FROM mailbox_state WHERE folder = ?", (folder,))
         return (int(rows[0]["uidvalidity"]), int(rows[0]["last_uid"])) if rows else None
 
-    async def apply_messages(
-        self,
-        folder: str,
-        uidvalidity: int,
-        messages: Sequence[SeenMessage],
-        last_uid: int,
-        now: datetime,
-        confirm_with_status: bool,
-        marked_uid: int = 0,
-    ) -> list[Applied]:
-        """Apply one batch of notifications exactly once and advance the checkpoint, in one transaction.
+    @asynccontextmanager
+    async def mail_batch(
+        self, folder: str, uidvalidity: int, messages: Sequence[SeenMessage]
+    ) -> AsyncIterator[mailbatch.Batch]:
+        """One write transaction over a batch of notifications, committed when the block ends.
 
-        ``marked_uid`` advances the mark watermark as :meth:`set_marked` does, in the same write.
+        The batch says what the ledger already holds (which messages are fresh, the jobs they
+        name, the Message-IDs already applied); the caller decides and hands the decisions to
+        :meth:`mailbatch.Batch.write`, which records them exactly once and advances the
+        checkpoint and the mark watermark in the same transaction. An error rolls it all back.
         """
-        at = iso(now)
         async with self._tx() as db:
-            state = await mailbatch.read_state(db, folder, uidvalidity, messages)
-            decisions = plan(state.fresh, state.jobs, state.applied_ids, confirm_with_status)
-            rows = mailbatch.writes(folder, uidvalidity, decisions, state.jobs, at)
-            await mailbatch.write(db, folder, uidvalidity, rows, last_uid, marked_uid, at)
-        result = [Applied(d.message.uid, d.outcome, d.message.uuid, d.mark) for d in decisions]
-        result.extend(Applied(m.uid, "duplicate", m.uuid, False) for m in messages if m.uid in state.known_uids)
-        return result
+            yield mailbatch.Batch(
+                db, folder, uidvalidity, await mailbatch.read_state(db, folder, uidvalidity, messages)
+            )
 
     async def pending_marks(self, folder: str, uidvalidity: int) -> list[int]:
         """UIDs committed as needing a mark (``\\Seen`` or a move) above the folder's mark watermark."""
@@ -578,3 +597,20 @@ class Ledger:
     async def facts(self) -> dict[str, dict[str, Any]]:
         rows = await self._all("SELECT key, value, at FROM facts")
         return {r["key"]: {**json.loads(r["value"]), "recorded_at": r["at"]} for r in rows}
+
+
+async def _connect(target: str | Path, **kwargs: Any) -> aiosqlite.Connection:
+    """``aiosqlite.connect``, but a failed open waits for aiosqlite's worker thread to end.
+
+    On a failed open aiosqlite queues the thread's stop with a future of the running loop and
+    returns at once; if ``asyncio.run`` then closes the loop before the thread reports back,
+    the thread dies printing "RuntimeError: Event loop is closed" after our one-line error.
+    """
+    connection = aiosqlite.connect(target, **kwargs)
+    try:
+        return await connection
+    except BaseException:
+        thread = getattr(connection, "_thread", None)
+        if thread is not None and thread.is_alive():
+            await asyncio.to_thread(thread.join, 5.0)
+        raise

@@ -1,28 +1,32 @@
-"""The one seam to the IMAP server: connecting and logging in, plus small IMAP helpers.
+"""The one seam to the IMAP server: connecting and logging in, the header fetch and its splitter.
 
 Everything here is synchronous imapclient code; :mod:`reconciler.mailbox.watcher` runs it
-on its worker thread.
+on its worker thread. As imapclient keeps its response parser beside its client, the poller's
+fast FETCH-response splitter (:func:`split_fetch`) lives here, beside the one fetch that uses it.
 """
 
 from __future__ import annotations
 
-import imaplib
 import logging
+import re
 import shlex
 import ssl
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.response_parser import parse_fetch_response
 
 from reconciler.config import Settings, credential, read_secret_file
-from reconciler.errors import MailboxError
+from reconciler.errors import MailboxError, MailboxLoginError
 from reconciler.redact import describe
 
 log = logging.getLogger(__name__)
 
-IMAP_ERRORS: tuple[type[BaseException], ...] = (IMAPClientError, imaplib.IMAP4.error, OSError)
+# IMAPClientError is imaplib.IMAP4.error under another name: imapclient's own errors and imaplib's both.
+IMAP_ERRORS: tuple[type[BaseException], ...] = (IMAPClientError, OSError)
 
 
 def open_imap(settings: Settings) -> IMAPClient:
@@ -57,8 +61,13 @@ def open_imap(settings: Settings) -> IMAPClient:
             client.oauth2_login(mb.username, secret)
     except IMAP_ERRORS as e:
         close_quietly(client)
-        what = "login refused" if "login" in type(e).__name__.lower() else "cannot log in"
-        raise MailboxError(f"{where}: {what} for {mb.username}: {describe(e, secret)}") from None
+        said = describe(e, secret)
+        refused = isinstance(e, LoginError)
+        # RFC 5530 [UNAVAILABLE]: the server cannot check credentials right now (Dovecot's auth
+        # process restarting): an outage, retried soon, not a refusal of the password.
+        error = MailboxLoginError if refused and "[UNAVAILABLE]" not in said.upper() else MailboxError
+        what = "login refused" if refused else "cannot log in"
+        raise error(f"{where}: {what} for {mb.username}: {said}") from None
     except BaseException:
         close_quietly(client)
         raise
@@ -74,6 +83,7 @@ def quiet_protocol_trace(client: IMAPClient) -> None:
     1,000-UID ranges, 0.80-0.92 s at level 5 against 0.38 s at level 0.
     """
     if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        # No public API: imapclient sets the level on its private imaplib object and offers no setter.
         client._imap.debug = 0
 
 
@@ -120,3 +130,74 @@ def close_quietly(client: IMAPClient) -> None:
         client.shutdown()
     except Exception:  # closing a dead socket: nothing left to do
         log.debug("closing the IMAP socket failed", exc_info=True)
+
+
+def header_fetch_items(fields: Sequence[str]) -> str:
+    """The FETCH items that read only ``fields`` of each header, without setting ``\\Seen``."""
+    return f"(UID BODY.PEEK[HEADER.FIELDS ({' '.join(fields).upper()})])"
+
+
+def fetch_headers(client: IMAPClient, first: int, last: int, items: str, where: str) -> dict[int, bytes]:
+    """UID -> header block for every message in the UID range ``first:last``: one ``UID FETCH``.
+
+    This reaches into imapclient's private imaplib object (``client._imap``) on purpose: no
+    public call returns the raw answer. The public ``fetch()`` parses every answer with
+    imapclient's general response parser, which takes about a hundred times longer than
+    :func:`split_fetch` on header blocks (123 ms against 0.9 ms per 1,000 here; bench/reconcile.py
+    measures the whole poller), and in imapclient 4.1 it cannot take a ``first:last`` range
+    anyway: it sends one as given but then drops unsolicited answers with ``int("first:last")``,
+    which raises. Unusual layouts still go to imapclient's parser; UIDs outside the range
+    (unsolicited FETCH answers) are dropped.
+    """
+    typ, data = client._imap.uid("FETCH", f"{first}:{last}", items)
+    if typ != "OK":
+        raise MailboxError(f"{where}: UID FETCH {first}:{last} refused: {describe(data)}")
+    headers = split_fetch(data)
+    if headers is None:  # a layout the fast path does not know: imapclient's full parser
+        response = parse_fetch_response([d for d in data if d is not None], False, True)
+        headers = {uid: body for uid, item in response.items() if (body := _body(item)) is not None}
+    return {uid: body for uid, body in headers.items() if first <= uid <= last}
+
+
+_UID = re.compile(rb"\bUID (\d+)")
+
+
+def split_fetch(data: Sequence[Any]) -> dict[int, bytes] | None:
+    """UID -> header literal from imaplib's raw ``UID FETCH`` answer, or None if its shape is unusual.
+
+    imaplib hands each literal over as ``(b'n (UID u BODY[...] {len}', literal)``; the UID may
+    also follow the literal (``b' UID u)'``).  Splitting that directly is about a hundred times
+    cheaper than imapclient's general response parser, which stays the fallback.
+    """
+    out: dict[int, bytes] = {}
+    pending: bytes | None = None
+    for item in data:
+        if isinstance(item, tuple):
+            if pending is not None or len(item) != 2:
+                return None
+            prefix, literal = item
+            found = _UID.search(prefix)
+            if found is None:
+                pending = literal
+            else:
+                out[int(found.group(1))] = literal
+        elif pending is not None:
+            found = _UID.search(item) if isinstance(item, bytes) else None
+            if found is None:
+                return None
+            out[int(found.group(1))] = pending
+            pending = None
+    return None if pending is not None else out
+
+
+def select_info(info: Mapping[bytes, Any]) -> tuple[int, int | None]:
+    """UIDVALIDITY and UIDNEXT (None when the server did not say) from a SELECT answer."""
+    uidnext = info.get(b"UIDNEXT")
+    return int(info[b"UIDVALIDITY"]), int(uidnext) if uidnext is not None else None
+
+
+def _body(item: Mapping[bytes, Any]) -> bytes | None:
+    for key, value in item.items():
+        if key.startswith(b"BODY[") and isinstance(value, bytes):
+            return value
+    return None

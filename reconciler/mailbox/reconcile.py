@@ -1,70 +1,17 @@
 """What each mailbox message does to the ledger: a pure decision, no I/O.
 
-The ledger loads the current state of the jobs a batch names and the message
-identities already applied, asks :func:`plan` what to do, and writes the
-result in one transaction.  Keeping the decision pure lets it be tested on
-its own, exhaustively.
+The watcher opens one ledger transaction per batch (:meth:`reconciler.ledger.store.Ledger.mail_batch`),
+which loads the current state of the jobs the batch names and the message identities already
+applied; :func:`plan` decides, and the ledger writes the decisions it is handed, in that same
+transaction.  Keeping the decision pure lets it be tested on its own, exhaustively.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
+from reconciler.jobs.notices import Decision, JobView, SeenMessage
 from reconciler.jobs.states import State, Trigger, step
-
-Verdict = Literal["notification", "untrusted", "malformed"]
-Outcome = Literal["applied", "claimed", "duplicate", "orphan", "untrusted", "malformed", "conflict"]
-
-
-@dataclass(frozen=True, slots=True)
-class SeenMessage:
-    """One mailbox message that carries ``X-SFService``, as the mailbox judged it."""
-
-    uid: int
-    message_id: str | None
-    verdict: Verdict
-    uuid: str | None
-    status: Literal["OK", "ERROR"] | None
-    sender: str | None
-    reason: str | None
-    date: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class JobView:
-    """The part of a job the decision needs."""
-
-    state: State
-    claim: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The effect of one message: its outcome, the trigger to fire (if any), whether to mark it."""
-
-    message: SeenMessage
-    outcome: Outcome
-    trigger: Trigger | None
-    claim: bool
-    mark: bool
-    reason: str
-    before: State | None = None
-    after: State | None = None
-    #: Make the job due for a status call now without recording an OK claim: a trusted ERROR under
-    #: confirm_with_status. The chaser asks; its answer decides (200 ok, a refusal error, 211 later).
-    check: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What the ledger did with one message, for the poller: mark it now or leave it."""
-
-    uid: int
-    outcome: Outcome
-    uuid: str | None
-    mark: bool
 
 
 def plan(

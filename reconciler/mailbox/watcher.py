@@ -9,14 +9,18 @@ the event loop never blocks on the network. A pass:
 2. lists the UIDs above the checkpoint (all of them when UIDVALIDITY changed:
    the ledger's deduplication keeps the rescan exactly-once);
 3. per batch of ``batch_size`` UIDs, fetches only the header fields it needs
-   with ``UID FETCH first:last BODY.PEEK[HEADER.FIELDS (...)]`` (an explicit
-   range: imapclient's ``fetch()`` would expand it into a UID list that soon
-   exceeds Dovecot's 64 KB command line) on the IMAP thread, and parses and
-   judges them on a second thread, up to ``_AHEAD_UIDS`` messages ahead of the
-   ledger so the server never waits for us;
-4. commits with one ``Ledger.apply_messages`` per group: whatever batches are
-   ready when the ledger is free go into one transaction (group commit), so a
-   large backlog costs few commits and a single new mail still costs one;
+   with one ``UID FETCH first:last BODY.PEEK[HEADER.FIELDS (...)]`` on the IMAP
+   thread (:func:`reconciler.mailbox.imap.fetch_headers`), and judges them
+   (:mod:`reconciler.mailbox.judge`) on a second thread, up to ``_AHEAD_UIDS``
+   messages ahead of the ledger so the server never waits for us. imapclient 4.1
+   does not expand a ``first:last`` range (its ``fetch()`` sends one as given);
+   the seam reads the answer with its own splitter for speed: imapclient's
+   general response parser takes about a hundred times longer on header blocks;
+4. commits with one ledger transaction per group (:func:`apply`: the ledger reads
+   the batch's jobs, :func:`reconciler.mailbox.reconcile.plan` decides, the ledger
+   writes the decisions): whatever batches are ready when the ledger is free go
+   into one transaction (group commit), so a large backlog costs few commits and a
+   single new mail still costs one;
 5. marks what the ledger says to mark, only after the commit: ``\\Seen``, or a
    move to ``processed_folder`` (MOVE, else COPY + ``\\Deleted`` + UID EXPUNGE).
 
@@ -29,27 +33,36 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from imapclient import IMAPClient
-from imapclient.response_parser import parse_fetch_response
 
 from reconciler import backoff
 from reconciler.clock import iso, utc_now
 from reconciler.config import Settings
-from reconciler.errors import MailboxError
-from reconciler.ledger.store import Ledger, SeenMessage
-from reconciler.mailbox.imap import IMAP_ERRORS, close_quietly, open_imap, uid_set
-from reconciler.mailbox.notification import AUTH_RESULTS, HEADER_FIELDS, Malformed, Notification, NotNotification, parse
-from reconciler.mailbox.trust import DnsFunc, Postponements, assess
+from reconciler.errors import MailboxError, MailboxLoginError
+from reconciler.jobs.notices import Applied, SeenMessage
+from reconciler.ledger.store import Ledger
+from reconciler.mailbox.imap import (
+    IMAP_ERRORS,
+    close_quietly,
+    fetch_headers,
+    header_fetch_items,
+    open_imap,
+    select_info,
+    uid_set,
+)
+from reconciler.mailbox.judge import Owing, judge_all, seen
+from reconciler.mailbox.login import LoginRecord, retry_delay
+from reconciler.mailbox.notification import AUTH_RESULTS, HEADER_FIELDS
+from reconciler.mailbox.passes import Batch, Complaints, Fetches, Marks, PassStats, Tally, settle
+from reconciler.mailbox.reconcile import plan
+from reconciler.mailbox.trust import DnsFunc, Postponements
 from reconciler.redact import describe
 
 log = logging.getLogger(__name__)
@@ -73,28 +86,7 @@ _GROUP_MAX = 5_000
 _LOG_LIMIT = 20  # untrusted/malformed warnings per pass before summarising
 
 
-@dataclass(frozen=True, slots=True)
-class PassStats:
-    """What one pass did."""
-
-    fetched: int  # messages whose headers were fetched
-    notifications: int  # of those, messages carrying X-SFService
-    applied: int  # notifications that changed (or claimed) a job
-    marked: int  # messages flagged \\Seen or moved
-    duration_s: float
-    uidvalidity: int
-    last_uid: int
-    rescan: bool = False  # UIDVALIDITY changed, the folder was read again from the start
-    outcomes: Mapping[str, int] = field(default_factory=dict)
-    held: int = 0  # messages put off for a temporary DKIM failure: the checkpoint stays below them
-
-
-@dataclass(slots=True)
-class _Batch:
-    last_uid: int
-    fetched: int
-    seen: list[SeenMessage]
-    held: list[int] = field(default_factory=list)  # UIDs put off to a later pass (DKIM unavailable)
+__all__ = ["PassStats", "Watcher", "apply"]
 
 
 class Watcher:
@@ -108,6 +100,7 @@ class Watcher:
         clock: Callable[[], datetime] = utc_now,
         dnsfunc: DnsFunc | None = None,
         on_pass: Callable[[PassStats], None] | None = None,
+        record_logins: bool = True,
     ) -> None:
         self._settings = settings
         self._on_pass = on_pass
@@ -117,9 +110,7 @@ class Watcher:
         self._dnsfunc = dnsfunc
         self._postponed = Postponements()
         self._trust = self._mb.trust
-        self._trust_headers = self._trust.model_copy(update={"verify_dkim": False})
-        fields = [*HEADER_FIELDS, *([AUTH_RESULTS] if self._trust.authserv_id else [])]
-        self._fetch_items = f"(UID BODY.PEEK[HEADER.FIELDS ({' '.join(fields).upper()})])"
+        self._fetch_items = header_fetch_items([*HEADER_FIELDS, *([AUTH_RESULTS] if self._trust.authserv_id else [])])
         self._client: IMAPClient | None = None
         self._io: ThreadPoolExecutor | None = None
         self._parse_pool: ThreadPoolExecutor | None = None
@@ -129,14 +120,25 @@ class Watcher:
         # instead of each reconnecting to a server that just went away. A new pass clears it.
         self._failed = False
         self._stop_flag = threading.Event()
+        self.logins = LoginRecord(ledger, clock, record=record_logins)  # config check only tries
 
     # -- connection ------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> frozenset[bytes]:
+        """What the server announced after login (MOVE, UIDPLUS, IDLE decide the paths taken); empty before."""
+        return self._caps
 
     async def connect(self) -> None:
         """Log in and select the folder (creating processed_folder if configured); MailboxError on failure."""
         if self._client is not None:
             return
-        await self._run(self._connect_sync)
+        try:
+            await self._run(self._connect_sync)
+        except MailboxLoginError as e:
+            await self.logins.refused(e)
+            raise
+        await self.logins.succeeded()
 
     def _connect_sync(self) -> None:
         self._failed = False
@@ -151,7 +153,7 @@ class Watcher:
                     if not client.folder_exists(processed):  # lost a race with another client: fine
                         raise
                 log.info("created folder %r for processed notifications", processed)
-            selected = _select_info(client.select_folder(self._mb.folder))[0]
+            selected = select_info(client.select_folder(self._mb.folder))[0]
         except BaseException:
             close_quietly(client)
             raise
@@ -218,130 +220,86 @@ class Watcher:
         started = time.monotonic()
         folder = self._mb.folder
         uidvalidity, uidnext = await self._run(self._select)
+        await self._mark_interrupted(folder, uidvalidity)
+        last, rescan = await self._start_after(folder, uidvalidity)
+        uids = await self._run(self._uids_above, last) if uidnext is None or uidnext > last + 1 else []
+        tally = await self._drain(folder, uidvalidity, uids)
+        stats = PassStats(
+            tally.fetched, tally.notifications, tally.applied, tally.marked, time.monotonic() - started,
+            uidvalidity, uids[-1] if uids else last, rescan, dict(tally.outcomes), tally.held,
+        )  # fmt: skip
+        await self._record(stats)
+        if self._on_pass is not None:
+            self._on_pass(stats)
+        return stats
+
+    async def _mark_interrupted(self, folder: str, uidvalidity: int) -> None:
+        """Mark what was committed before a crash but not yet marked."""
         pending = await self._ledger.pending_marks(folder, uidvalidity)
         if pending:
             log.info("marking %d notifications committed before an interruption", len(pending))
             await self._run(self._mark, pending)
             await self._ledger.set_marked(folder, uidvalidity, pending[-1])
+
+    async def _start_after(self, folder: str, uidvalidity: int) -> tuple[int, bool]:
+        """The UID to read above, and whether UIDVALIDITY changed (then the whole folder is read again)."""
         checkpoint = await self._ledger.checkpoint(folder)
-        rescan = checkpoint is not None and checkpoint[0] != uidvalidity
-        if rescan:
-            assert checkpoint is not None
+        if checkpoint is None:
+            return 0, False
+        if checkpoint[0] != uidvalidity:
             log.warning(
                 "UIDVALIDITY of %s changed from %d to %d: rescanning the folder", folder, checkpoint[0], uidvalidity
             )
-        last = checkpoint[1] if checkpoint is not None and not rescan else 0
-        uids: list[int] = []
-        if uidnext is None or uidnext > last + 1:
-            uids = await self._run(self._uids_above, last)
-        batches = [uids[i : i + self._mb.batch_size] for i in range(0, len(uids), self._mb.batch_size)]
-        ahead = max(2, _AHEAD_UIDS // self._mb.batch_size)  # batches in flight
+            return 0, True
+        return checkpoint[1], False
 
-        outcomes: Counter[str] = Counter()
-        fetched = notifications = 0
-        warned = [0]
-        pending_batches = iter(batches)
-        loads: deque[asyncio.Task[_Batch]] = deque()
-        # Per committed group, in commit order: its mark (None: nothing to mark) and its last UID.
-        # Marks run in order on the IMAP thread, so once a group's mark is done every UID up to its
-        # last one is marked: that watermark goes into the next commit, and a crash re-marks only
-        # what lies above it (Ledger.pending_marks).
-        marks: deque[tuple[asyncio.Future[None] | None, int]] = deque()
-        watermark = 0
-        marked = 0
-        # The lowest UID put off (DKIM unavailable for now): neither the checkpoint nor the mark watermark
-        # passes it, so a later pass reads it again; the ledger's UID dedupe keeps those after it exactly-once.
-        hold, held = 1 << 62, 0
-
-        def marked_upto() -> int:
-            nonlocal watermark
-            while marks and (marks[0][0] is None or marks[0][0].done()):
-                future, upto = marks.popleft()
-                if future is not None:
-                    future.result()  # a failed mark fails the pass
-                watermark = upto
-            return watermark
-
-        def top_up() -> None:  # keep the IMAP connection busy: fetches run ahead of parsing and the ledger
-            while len(loads) < ahead and (uids_ := next(pending_batches, None)) is not None:
-                loads.append(asyncio.ensure_future(self._load(uids_)))
-
+    async def _drain(self, folder: str, uidvalidity: int, uids: list[int]) -> Tally:
+        """Fetch, judge, commit and mark ``uids``, batch by batch, the fetches running ahead of the ledger."""
+        size = self._mb.batch_size
+        fetches = Fetches(
+            (uids[i : i + size] for i in range(0, len(uids), size)), max(2, _AHEAD_UIDS // size), self._load
+        )
+        marks = Marks()
+        complaints = Complaints(_LOG_LIMIT)
+        tally = Tally()
         try:
-            top_up()
-            while loads:
-                group = [await loads.popleft()]
-                # Group commit: what has already arrived meanwhile goes into the same transaction.
-                while loads and loads[0].done() and sum(len(b.seen) for b in group) < _GROUP_MAX:
-                    group.append(loads.popleft().result())
-                top_up()
-                seen = [m for b in group for m in b.seen]
-                fetched += sum(b.fetched for b in group)
-                notifications += len(seen)
-                put_off = [uid for b in group for uid in b.held]
-                held, hold = held + len(put_off), min([hold, *put_off])
-                upto = min(group[-1].last_uid, hold - 1)
-                applied = await self._ledger.apply_messages(
-                    folder, uidvalidity, seen, upto, self._clock(), self._trust.confirm_with_status,
-                    marked_upto(),
+            while group := await fetches.next_group(_GROUP_MAX):
+                notices, upto = tally.take(group)
+                applied = await apply(
+                    self._ledger, folder, uidvalidity, notices, upto, self._clock(),
+                    self._trust.confirm_with_status, marks.watermark(),
                 )  # fmt: skip
-                outcomes.update(a.outcome for a in applied)
-                self._report(seen, applied, warned)
+                tally.outcomes.update(a.outcome for a in applied)
+                complaints.report(notices, applied)
                 to_mark = [a.uid for a in applied if a.mark]
                 # only after the commit above; queued behind the fetches already in flight
-                marks.append((self._submit(self._mark, to_mark) if to_mark else None, upto))
-                marked += len(to_mark)
-            for mark, _ in marks:
-                if mark is not None:
-                    await mark
+                marks.add(self._submit(self._mark, to_mark) if to_mark else None, upto)
+                tally.marked += len(to_mark)
+            await marks.wait()
         finally:  # on an error: queued work is dropped, and errors of work already done are retrieved
-            unfinished: list[asyncio.Future[Any]] = [*loads, *(m for m, _ in marks if m is not None)]
-            for future in unfinished:
-                if not future.done():
-                    future.cancel()
-                elif not future.cancelled():
-                    future.exception()
-        if marks:  # the last group's mark is done: the watermark reaches its last UID
-            await self._ledger.set_marked(folder, uidvalidity, marks[-1][1])
-        if warned[0] > _LOG_LIMIT:
-            log.warning("%d more untrusted, malformed or conflicting notifications not logged", warned[0] - _LOG_LIMIT)
-        duration = time.monotonic() - started
-        applied_count = outcomes["applied"] + outcomes["claimed"]
-        stats = PassStats(
-            fetched, notifications, applied_count, marked, duration, uidvalidity,
-            uids[-1] if uids else last, rescan, dict(outcomes), held,
-        )  # fmt: skip
+            settle([*fetches.futures(), *marks.futures()])
+        if marks.last is not None:  # the last group's mark is done: the watermark reaches its last UID
+            await self._ledger.set_marked(folder, uidvalidity, marks.last)
+        complaints.summarise()
+        return tally
+
+    async def _record(self, stats: PassStats) -> None:
+        """The pass as a health fact, and one log line when it fetched anything."""
         now = self._clock()
         await self._ledger.set_fact(
             "mailbox_pass",
             {
-                "at": iso(now), "duration_s": round(duration, 3), "fetched": fetched,
-                "notifications": notifications, "applied": applied_count, "marked": marked,
-                "uidvalidity": uidvalidity, "last_uid": stats.last_uid, "outcomes": dict(outcomes),
+                "at": iso(now), "duration_s": round(stats.duration_s, 3), "fetched": stats.fetched,
+                "notifications": stats.notifications, "applied": stats.applied, "marked": stats.marked,
+                "uidvalidity": stats.uidvalidity, "last_uid": stats.last_uid, "outcomes": dict(stats.outcomes),
             },
             now,
         )  # fmt: skip
-        if fetched:
+        if stats.fetched:
             log.info(
                 "mailbox pass: %d fetched, %d notifications, %d applied, %d marked in %.2fs",
-                fetched, notifications, applied_count, marked, duration,
+                stats.fetched, stats.notifications, stats.applied, stats.marked, stats.duration_s,
             )  # fmt: skip
-        if self._on_pass is not None:
-            self._on_pass(stats)
-        return stats
-
-    def _report(self, seen: Sequence[SeenMessage], applied: Sequence[Any], warned: list[int]) -> None:
-        by_uid = {m.uid: m for m in seen}
-        for a in applied:
-            if a.outcome not in ("untrusted", "malformed", "conflict", "orphan"):
-                continue
-            warned[0] += 1
-            if warned[0] > _LOG_LIMIT:
-                continue
-            m = by_uid.get(a.uid)
-            reason = f": {m.reason:.200}" if m and m.reason else ""
-            log.warning(
-                "%s notification uid %d for %s from %.80r%s", a.outcome, a.uid, a.uuid or "?", m and m.sender, reason
-            )
 
     # -- worker-thread side ------------------------------------------------------
 
@@ -354,75 +312,45 @@ class Watcher:
         selected, self._selected = self._selected, None
         if selected is not None:
             return selected, None
-        return _select_info(client.select_folder(self._mb.folder))
+        return select_info(client.select_folder(self._mb.folder))
 
     def _uids_above(self, last: int) -> list[int]:
         found = self._need().search(["UID", f"{last + 1}:*"])
         return sorted(u for u in found if u > last)  # "n:*" always includes the highest UID, even below n
 
-    async def _load(self, uids: list[int]) -> _Batch:
+    async def _load(self, uids: list[int]) -> Batch:
         """Fetch one batch's headers on the IMAP thread, then judge them on the parser thread."""
         headers = await self._submit(self._fetch_headers, uids[0], uids[-1])
         loop = asyncio.get_running_loop()
-        seen, candidates = await loop.run_in_executor(self._parser(), self._classify, headers)
+        verdicts, owing = await loop.run_in_executor(self._parser(), judge_all, headers, self._trust)
         held: list[int] = []
-        for i in range(0, len(candidates), _FULL_FETCH_CHUNK):  # verify_dkim: whole messages, a few at a time
-            chunk = candidates[i : i + _FULL_FETCH_CHUNK]
-            bodies = await self._submit(self._fetch_whole, [uid for uid, _ in chunk])
-            seen.extend(await loop.run_in_executor(self._parser(), self._verify, chunk, bodies, held))
-        seen.sort(key=lambda m: m.uid)
-        return _Batch(uids[-1], len(headers), seen, held)
+        for i in range(0, len(owing), _FULL_FETCH_CHUNK):  # verify_dkim: whole messages, a few at a time
+            chunk = owing[i : i + _FULL_FETCH_CHUNK]
+            bodies = await self._submit(self._fetch_whole, [o.uid for o in chunk])
+            verified, put_off = await loop.run_in_executor(self._parser(), self._verify, chunk, bodies)
+            verdicts.extend(verified)
+            held.extend(put_off)
+        verdicts.sort(key=lambda m: m.uid)
+        return Batch(uids[-1], len(headers), verdicts, held)
 
     def _fetch_headers(self, first: int, last: int) -> dict[int, bytes]:
-        client = self._need()
-        typ, data = client._imap.uid("FETCH", f"{first}:{last}", self._fetch_items)
-        if typ != "OK":
-            raise MailboxError(f"mailbox {self._mb.host}: UID FETCH {first}:{last} refused: {describe(data)}")
-        headers = split_fetch(data)
-        if headers is None:  # a layout the fast path does not know: imapclient's full parser
-            response = parse_fetch_response([d for d in data if d is not None], False, True)
-            headers = {uid: body for uid, item in response.items() if (body := _body(item)) is not None}
-        return {uid: body for uid, body in headers.items() if first <= uid <= last}  # drop unsolicited FETCHes
+        return fetch_headers(self._need(), first, last, self._fetch_items, f"mailbox {self._mb.host}")
 
     def _fetch_whole(self, uids: list[int]) -> dict[int, bytes]:
         found = self._need().fetch(uids, ["BODY.PEEK[]"])
         return {uid: raw for uid in uids if isinstance(raw := found.get(uid, {}).get(b"BODY[]"), bytes)}
 
-    def _classify(self, headers: Mapping[int, bytes]) -> tuple[list[SeenMessage], list[tuple[int, Notification]]]:
-        """Parse and judge header blocks: the verdicts, and the trusted ones still owing a DKIM check."""
-        seen: list[SeenMessage] = []
-        candidates: list[tuple[int, Notification]] = []
-        for uid, header in headers.items():
-            parsed = parse(header)
-            if isinstance(parsed, NotNotification):
-                continue
-            if isinstance(parsed, Malformed):
-                date = iso(parsed.date) if parsed.date else None
-                seen.append(
-                    SeenMessage(
-                        uid, parsed.message_id, "malformed", parsed.uuid, None, parsed.sender, parsed.reason, date
-                    )
-                )
-                continue
-            verdict = assess(parsed, self._trust_headers)
-            if verdict.trusted and self._trust.verify_dkim:
-                candidates.append((uid, parsed))
-            else:
-                seen.append(_seen(uid, parsed, verdict.trusted, verdict.reason))
-        return seen, candidates
-
-    def _verify(
-        self, chunk: Sequence[tuple[int, Notification]], bodies: Mapping[int, bytes], held: list[int]
-    ) -> list[SeenMessage]:
-        """The DKIM verdicts; a message put off for now (DKIM unavailable) goes into ``held`` instead."""
-        out: list[SeenMessage] = []
-        for uid, notification in chunk:
-            verdict = self._postponed.judge(uid, notification, self._trust, bodies.get(uid), self._dnsfunc)
+    def _verify(self, chunk: Sequence[Owing], bodies: Mapping[int, bytes]) -> tuple[list[SeenMessage], list[int]]:
+        """The DKIM verdicts, and the UIDs put off for now (DKIM unavailable)."""
+        verified: list[SeenMessage] = []
+        put_off: list[int] = []
+        for o in chunk:
+            verdict = self._postponed.judge(o.uid, o.notification, self._trust, bodies.get(o.uid), self._dnsfunc)
             if verdict is None:
-                held.append(uid)
+                put_off.append(o.uid)
             else:
-                out.append(_seen(uid, notification, verdict.trusted, verdict.reason))
-        return out
+                verified.append(seen(o.uid, o.notification, verdict))
+        return verified, put_off
 
     def _parser(self) -> ThreadPoolExecutor:
         if self._parse_pool is None:
@@ -467,6 +395,13 @@ class Watcher:
                         await self._run(self._idle_wait)
                     else:
                         await _wait(stop, self._mb.poll_interval_s)
+                except MailboxLoginError as e:  # not an outage: retried slowly, never hammered (lockouts)
+                    await self._run(self._drop_sync)
+                    delay = retry_delay(self.logins.refusals, self._mb.login_retry_max_s, _JITTER)
+                    log.error(
+                        "%s; next try in %.0fs (fix the password or token; `reconciler check` shows this)", e, delay
+                    )
+                    await _wait(stop, delay)
                 except MailboxError as e:
                     await self._run(self._drop_sync)
                     if outage is None:
@@ -504,60 +439,24 @@ class Watcher:
             client.idle_done()
 
 
-_UID = re.compile(rb"\bUID (\d+)")
+async def apply(
+    ledger: Ledger,
+    folder: str,
+    uidvalidity: int,
+    messages: Sequence[SeenMessage],
+    last_uid: int,
+    now: datetime,
+    confirm_with_status: bool,
+    marked_uid: int = 0,
+) -> list[Applied]:
+    """Apply one batch of notifications exactly once and advance the checkpoint, in one transaction.
 
-
-def split_fetch(data: Sequence[Any]) -> dict[int, bytes] | None:
-    """UID -> header literal from imaplib's raw ``UID FETCH`` answer, or None if its shape is unusual.
-
-    imaplib hands each literal over as ``(b'n (UID u BODY[...] {len}', literal)``; the UID may
-    also follow the literal (``b' UID u)'``).  Splitting that directly is about forty times
-    cheaper than imapclient's general response parser, which stays the fallback.
+    The ledger reads what it holds about the batch, :func:`plan` decides, the ledger writes the
+    decisions it is handed; ``marked_uid`` advances the mark watermark in the same write.
     """
-    out: dict[int, bytes] = {}
-    pending: bytes | None = None
-    for item in data:
-        if isinstance(item, tuple):
-            if pending is not None or len(item) != 2:
-                return None
-            prefix, literal = item
-            found = _UID.search(prefix)
-            if found is None:
-                pending = literal
-            else:
-                out[int(found.group(1))] = literal
-        elif pending is not None:
-            found = _UID.search(item) if isinstance(item, bytes) else None
-            if found is None:
-                return None
-            out[int(found.group(1))] = pending
-            pending = None
-    return None if pending is not None else out
-
-
-def _select_info(info: Mapping[bytes, Any]) -> tuple[int, int | None]:
-    uidnext = info.get(b"UIDNEXT")
-    return int(info[b"UIDVALIDITY"]), int(uidnext) if uidnext is not None else None
-
-
-def _body(item: Mapping[bytes, Any]) -> bytes | None:
-    for key, value in item.items():
-        if key.startswith(b"BODY[") and isinstance(value, bytes):
-            return value
-    return None
-
-
-def _seen(uid: int, n: Notification, trusted: bool, reason: str) -> SeenMessage:
-    return SeenMessage(
-        uid,
-        n.message_id,
-        "notification" if trusted else "untrusted",
-        n.uuid,
-        n.status,
-        n.sender or (n.from_addresses[0] if n.from_addresses else None),
-        None if trusted else reason,
-        iso(n.date) if n.date else None,
-    )
+    async with ledger.mail_batch(folder, uidvalidity, messages) as batch:
+        decisions = plan(batch.fresh, batch.jobs, batch.applied_ids, confirm_with_status)
+        return await batch.write(decisions, last_uid, marked_uid, now)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

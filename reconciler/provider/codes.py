@@ -223,3 +223,6 @@ CONNECTION_ERROR = Classification(None, Outcome.TRANSIENT, "the connection faile
 HTTP_ERROR = Classification(None, Outcome.TRANSIENT, "the server answered an HTTP error")
 SOAP_FAULT = Classification(None, Outcome.TRANSIENT, "the server answered a SOAP Fault")
 MALFORMED = Classification(None, Outcome.TRANSIENT, "the reply could not be understood")
+NOT_SENT = Classification(
+    None, Outcome.TRANSIENT, "not sent: the issuer's CSD for local signing failed a check; fix it and restart"
+)

@@ -91,7 +91,7 @@ def cancel_decision(job: Job, reply: Reply, now: datetime, later: datetime, chec
         outcome, meaning = Outcome.TRANSIENT, mismatch
     event = (
         "reply",
-        {"op": "cancelarAsincrono", **base, "outcome": str(outcome), "meaning": meaning},
+        {"op": reply.operation, **base, "outcome": str(outcome), "meaning": meaning},
     )
     if mismatch is not None:
         conflict = ("conflict", {"reason": mismatch, "code": reply.code})

@@ -28,7 +28,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import httpx
@@ -40,6 +40,7 @@ from zeep.settings import Settings as ZeepSettings
 from zeep.transports import AsyncTransport
 from zeep.wsdl import Document
 
+from reconciler.clock import utc_now
 from reconciler.config import Settings
 from reconciler.configfile import read_capped
 from reconciler.errors import ProviderError, ReconcilerError
@@ -49,6 +50,7 @@ from reconciler.provider.codes import (
     CONNECTION_ERROR,
     HTTP_ERROR,
     MALFORMED,
+    NOT_SENT,
     SOAP_FAULT,
     TIMEOUT,
     Classification,
@@ -56,8 +58,12 @@ from reconciler.provider.codes import (
     classify,
     classify_status,
 )
-from reconciler.provider.csd import Csd, load_all
+from reconciler.provider.csd import Csd
+from reconciler.provider.csd import load as load_csd
 from reconciler.redact import Redactor, one_line
+
+if TYPE_CHECKING:  # imported when an issuer signs locally: cryptography costs a daemon without one 0.1-0.3 s
+    from reconciler.provider.local import Signers
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +79,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1  # a status code is an xs:int
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,10}")  # ASCII digits only: str.isdigit() also takes "²" and "٣"
 CANCEL = "cancelarAsincrono"
 STATUS = "getStatusCancelacionAsincrona"
+SEND_SIGNED = "enviarSolicitudCancelacionAsincrono"  # a Cancelacion the issuer signed (signing = "local")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,7 @@ class Reply:
     code: int | None
     message: str
     classification: Classification
+    operation: str = CANCEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,8 +260,13 @@ def _open_cache(state_dir: Path) -> SqliteCache | None:
         return None
 
 
-def _bind(wsdl: str, port: str, endpoint: str | None, transport: _PooledTransport) -> AsyncServiceProxy:
-    """Parse the WSDL (blocking) and bind the configured port; ProviderError names what is wrong."""
+def _bind(
+    wsdl: str, port: str, endpoint: str | None, transport: _PooledTransport, signed: bool = False
+) -> tuple[AsyncServiceProxy, str]:
+    """Parse the WSDL (blocking) and bind the configured port: the service and the address it posts to.
+
+    The address is returned beside the service because zeep's ServiceProxy keeps it only in a
+    private attribute (``_binding_options``); ProviderError names what is wrong."""
     try:
         document = Document(wsdl, transport, settings=ZeepSettings())  # type: ignore[arg-type]
     except ReconcilerError:  # a local WSDL past the size cap: the message names it already
@@ -274,14 +287,14 @@ def _bind(wsdl: str, port: str, endpoint: str | None, transport: _PooledTranspor
             f"provider.port: port {port} has an empty address in the WSDL {wsdl};"
             " set provider.endpoint or use another port"
         )
-    for operation in (CANCEL, STATUS):
+    for operation in (CANCEL, STATUS, *((SEND_SIGNED,) if signed else ())):
         try:
             found.binding.get(operation)
         except ValueError as e:
             raise ProviderError(f"provider.port: port {port} of {wsdl} has no operation {operation}") from e
     client = AsyncClient(document, transport=transport)  # type: ignore[no-untyped-call]
     options = {**found.binding_options, "address": address}
-    return AsyncServiceProxy(client, found.binding, **options)  # type: ignore[no-untyped-call]
+    return AsyncServiceProxy(client, found.binding, **options), address  # type: ignore[no-untyped-call]
 
 
 class ProviderClient:
@@ -291,9 +304,11 @@ class ProviderClient:
         self,
         settings: Settings,
         service: AsyncServiceProxy,
+        address: str,
         transport: _PooledTransport,
         password: str,
         csd: dict[str, Csd],
+        signers: Signers | None = None,
     ) -> None:
         self._usuario = settings.provider.usuario
         self._notify = settings.provider.notify_email
@@ -302,15 +317,26 @@ class ProviderClient:
         self._transport = transport
         self._password = password
         self._csd = csd
+        self._signers = signers
+        self._said: set[str] = set()
         self._sem = asyncio.Semaphore(settings.provider.max_concurrency)
-        self.address: str = service._binding_options["address"]
+        self.address = address
 
     @classmethod
-    async def create(cls, settings: Settings) -> ProviderClient:
-        """Load the WSDL (URL or file, cached), bind the port; ProviderError or ConfigError in one line."""
+    async def create(cls, settings: Settings, signers: Signers | None = None) -> ProviderClient:
+        """Load the WSDL (URL or file, cached), bind the port; ProviderError or ConfigError in one line.
+
+        ``signers``: the local issuers' CSDs when the caller loaded them already (else loaded here, logged).
+        """
         p = settings.provider
         password = settings.provider_password().get_secret_value()
-        csd = load_all(settings)
+        # A local issuer's key never leaves: it is not loaded for sending (see reconciler.provider.local).
+        found = {i.rfc: load_csd(settings, i) for i in settings.issuers if i.signing != "local"}
+        csd = {rfc: c for rfc, c in found.items() if c is not None}
+        if signers is None and any(issuer.signing == "local" for issuer in settings.issuers):
+            from reconciler.provider.local import Signers
+
+            signers = Signers.load(settings, utc_now())
         redact = Redactor(
             [password]
             + [c.password for c in csd.values()]
@@ -327,7 +353,8 @@ class ProviderClient:
             pools, wsdl_client, _open_cache(settings.state_dir), redact, max_reply_bytes=p.max_reply_bytes
         )
         try:
-            service = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport)
+            signed = signers is not None and signers.any
+            service, address = await asyncio.to_thread(_bind, p.wsdl, p.port, p.endpoint, transport, signed)
         except BaseException:
             await transport.aclose()
             raise
@@ -336,7 +363,7 @@ class ProviderClient:
         logger.info(
             "provider: port %s at %s, %d pool(s) of %d", p.port, p.endpoint or "the WSDL's address", npools, per_pool
         )
-        return cls(settings, service, transport, password, csd)
+        return cls(settings, service, address, transport, password, csd, signers)
 
     @property
     def pools(self) -> int:
@@ -346,30 +373,38 @@ class ProviderClient:
         await self._transport.aclose()
 
     async def cancel(self, job: JobSpec) -> Reply:
-        """``cancelarAsincrono`` for one job, with the issuer's CSD when configured."""
-        kwargs: dict[str, Any] = {
-            "usuario": self._usuario,
-            "password": self._password,
-            "uuid": job.provider_uuid_field,
-            "rfcEmisor": job.rfc_emisor,
-            "emailNotifica": self._notify,
-        }
-        csd = self._csd.get(job.rfc_emisor)
-        if csd is not None:
-            kwargs.update(csdCer=csd.cer, csdKey=csd.key, csdPassword=csd.password)
-        result = await self._call(CANCEL, job.uuid, kwargs)
+        """Submit one job: ``cancelarAsincrono`` (with the issuer's CSD when configured), or, for an issuer
+        with ``signing = "local"``, ``enviarSolicitudCancelacionAsincrono`` with the request signed here."""
+        operation = CANCEL
+        kwargs: dict[str, Any] = {"usuario": self._usuario, "password": self._password}
+        if self._signers is not None and job.rfc_emisor in self._signers:
+            operation = SEND_SIGNED
+            solicitud = self._signers.request(job, utc_now())
+            if not isinstance(solicitud, bytes):  # NotSent: the issuer's CSD failed a check
+                # Once per issuer and reason at WARNING: a broken CSD holds back every job of its issuer.
+                level = logging.DEBUG if solicitud.reason in self._said else logging.WARNING
+                self._said.add(solicitud.reason)
+                logger.log(level, "job %s not sent: %s", job.uuid, solicitud.reason)
+                return Reply(None, solicitud.reason, NOT_SENT, operation)
+            kwargs.update(solicitud=solicitud, emailNotifica=self._notify)
+        else:
+            kwargs.update(uuid=job.provider_uuid_field, rfcEmisor=job.rfc_emisor, emailNotifica=self._notify)
+            csd = self._csd.get(job.rfc_emisor)
+            if csd is not None:
+                kwargs.update(csdCer=csd.cer, csdKey=csd.key, csdPassword=csd.password)
+        result = await self._call(operation, job.uuid, kwargs)
         if isinstance(result, _Failure):
-            return Reply(None, result.message, result.classification)
+            return Reply(None, result.message, result.classification, operation)
         code, why = _code(result)
         message = _text(getattr(result, "mensaje", None))
         if code is None:
-            return Reply(None, why, MALFORMED)
+            return Reply(None, why, MALFORMED, operation)
         classification = classify(code)
         if not classification.known:
             logger.warning(
-                "%s for %s: unknown code %d (%s); treated as transient", CANCEL, job.uuid, code, message[:200]
+                "%s for %s: unknown code %d (%s); treated as transient", operation, job.uuid, code, message[:200]
             )
-        return Reply(code, message, classification)
+        return Reply(code, message, classification, operation)
 
     async def status(self, uuid: str) -> StatusReply:
         """``getStatusCancelacionAsincrona`` with ``transactionId`` = the UUID."""

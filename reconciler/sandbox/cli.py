@@ -87,9 +87,21 @@ logger = logging.getLogger(__name__)
 )
 @click.option("--acuse-estatus", default=201, show_default=True, type=click.IntRange(0, 9999), help="Its EstatusUUID.")
 @click.option("--acuse-in-mensaje", is_flag=True, help="Send the acuse in mensaje instead of acuseSat/acuseSAT.")
+@click.option(
+    "--sat-receiver-s", default=3600.0, show_default=True, type=click.FloatRange(0), help="SAT: receiver's delay."
+)
+@click.option(
+    "--sat-window-s", default=259200.0, show_default=True, type=click.FloatRange(0), help="SAT: acceptance window."
+)
+@click.option(
+    "--sat-lag-s", default=1800.0, show_default=True, type=click.FloatRange(0), help="SAT: No Encontrado lag."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def sandbox(**opts: Any) -> None:
-    """Run an offline simulator of Solución Factible's Cancelacion service on loopback."""
+    """Run an offline simulator of Solución Factible's Cancelacion service and the SAT's status service on loopback.
+
+    Prints the provider's WSDL URL, then the SAT's service URL, one a line.
+    """
     logging.basicConfig(
         level=logging.DEBUG if opts["verbose"] else logging.INFO,
         stream=sys.stderr,
@@ -127,6 +139,9 @@ def sandbox(**opts: Any) -> None:
             imap=imap,
             acuse_style=opts["acuse_style"],
             acuse=AcuseControl(opts["acuse_shape"], opts["acuse_estatus"], in_mensaje=opts["acuse_in_mensaje"]),
+            sat_receiver_s=opts["sat_receiver_s"],
+            sat_window_s=opts["sat_window_s"],
+            sat_lag_s=opts["sat_lag_s"],
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from e
@@ -141,6 +156,7 @@ def sandbox(**opts: Any) -> None:
     except OSError as e:
         raise click.ClickException(f"cannot listen on {opts['host']}:{opts['port']}: {e.strerror}") from e
     click.echo(sb.wsdl_url)
+    click.echo(sb.sat_url)  # the SAT's status service ([sat] url)
     sys.stdout.flush()
     where = (
         f"IMAP {imap.host}:{imap.port}/{imap.folder}"

@@ -88,20 +88,27 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])[-800:] or "(empty log)"
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1/localhost made with ``openssl``: (cert, key)."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    if cert.exists() and key.exists():
-        return cert, key
-    cmd = [
-        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        "-keyout", str(key), "-out", str(cert),
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, check=False, timeout=60)
-    if done.returncode != 0:
-        raise ServerError(f"openssl could not make a certificate: {done.stderr.decode(errors='replace')[-300:]}")
-    return cert, key
+def make_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate it issued for 127.0.0.1/localhost, made with trustme: (ca, cert, key).
+
+    Clients trust ``ca`` (``mailbox.ca_file``); the server presents ``cert`` (its chain) and ``key``.
+    trustme comes with the test extras; the demo and production never serve TLS from here.
+    """
+    ca_file, cert, key = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    if ca_file.exists() and cert.exists() and key.exists():
+        return ca_file, cert, key
+    try:
+        import trustme
+    except ImportError as e:
+        raise ServerError("a TLS test server needs trustme (pip install 'reconciler[test]')") from e
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(ca_file))
+    for i, blob in enumerate(issued.cert_chain_pems):
+        blob.write_to_path(str(cert), append=i > 0)
+    key.touch(mode=0o600)
+    issued.private_key_pem.write_to_path(str(key))
+    return ca_file, cert, key
 
 
 @dataclass
@@ -143,7 +150,8 @@ class ImapServer:
         else:
             cmd = [
                 sys.executable, "-c", _PYMAP_MAIN, "--host", self.host, "--port", str(self.port),
-                *(["--cert", str(self.ca_file), "--key", str(self.root / "key.pem")] if self.ca_file else ["--no-tls"]),
+                *(["--cert", str(self.root / "cert.pem"), "--key", str(self.root / "key.pem")]
+                  if self.ca_file else ["--no-tls"]),
                 "maildir", str(self.root / "pymap"),
             ]  # fmt: skip
         with self.log_file.open("ab") as out:
@@ -363,9 +371,9 @@ def start_dovecot(
 ) -> ImapServer:
     """Start Dovecot (``dovecot -F``) on 127.0.0.1 with one user, its own config, state and Maildir under tmpdir.
 
-    ``security`` "tls" serves implicit TLS, "starttls" offers STARTTLS, both with a self-signed certificate
-    whose file is ``server.ca_file``; ``move=False`` hides the MOVE capability. The password also
-    works as an XOAUTH2 bearer token (Dovecot 2.3 verifies the token against the passdb).
+    ``security`` "tls" serves implicit TLS, "starttls" offers STARTTLS, both with a certificate signed by
+    a throwaway CA whose file is ``server.ca_file``; ``move=False`` hides the MOVE capability.
+    The password also works as an XOAUTH2 bearer token (Dovecot 2.3 verifies the token against the passdb).
     """
     if not dovecot_available():
         raise ServerError(f"Dovecot is not installed ({DOVECOT} missing)")
@@ -375,8 +383,7 @@ def start_dovecot(
         (root / sub).mkdir(parents=True, exist_ok=True)
     cert = key = None
     if security != "none":
-        cert, key = make_certificate(root)
-        server.ca_file = cert
+        server.ca_file, cert, key = make_certificate(root)
     (root / "passwd").write_text(f"{user}:{password}::::::\n")
     (root / "passwd").chmod(0o644)
     (root / "dovecot.conf").write_text(_dovecot_conf(server, cert, key))
@@ -397,7 +404,7 @@ def start_pymap(
 ) -> ImapServer:
     """Start pymap's maildir backend (pymap's ``main()`` in a child Python) on 127.0.0.1 with one user.
 
-    pymap offers IDLE, UIDPLUS and MOVE. ``tls=True`` serves STARTTLS with a self-signed certificate.
+    pymap offers IDLE, UIDPLUS and MOVE. ``tls=True`` serves STARTTLS with a certificate signed by ``server.ca_file``.
     """
     from pysasl.hashing import BuiltinHash
 
@@ -408,7 +415,7 @@ def start_pymap(
     (base / "pymap-etc-shadow").write_text(f"{user}:{BuiltinHash().hash(password)}:::::\n")
     server = ImapServer("pymap", root, user, password, port or free_port(), "starttls" if tls else "none")
     if tls:
-        server.ca_file, _key = make_certificate(root)
+        server.ca_file, _cert, _key = make_certificate(root)
     for sub in ("new", "cur", "tmp"):
         (server.maildir / sub).mkdir(parents=True, exist_ok=True)
     server.start()

@@ -12,15 +12,17 @@ The intended outcome of a well-formed request sent with valid credentials:
 * every other UUID is accepted with ``200`` and ends in ``ERROR`` when its
   last hex digit is ``E`` (one in sixteen random UUIDs; the recipient "denies"
   the cancellation, status 213), else ``OK``.
+
+These rules are the simulator's own, written from the provider's page and the
+SAT's field formats, not borrowed from the product's validators: a validator bug
+must show as a disagreement between the two sides, never be accepted by both.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Literal
-
-from reconciler.errors import ValidationError
-from reconciler.jobs.validation import MOTIVOS, parse_rfc
 
 Intended = Literal["ok", "error", "rejected"]
 
@@ -44,6 +46,10 @@ UUIDS_211: frozenset[str] = frozenset(
 )
 
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+# The SAT's cancellation reasons since the 2022 procedure.
+MOTIVOS: frozenset[str] = frozenset({"01", "02", "03", "04"})
+_RFC_NAME_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZÑ&")
+_RFC_HOMOCLAVE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
 def parse_uuid_field(field: str) -> tuple[str, str, str]:
@@ -72,9 +78,28 @@ def parse_uuid_field(field: str) -> tuple[str, str, str]:
 
 
 def rfc_ok(rfc: str) -> bool:
+    """Whether the provider would take ``rfc`` as an issuer's RFC (else it answers 621, invalid data).
+
+    The SAT's shape, checked part by part: 3 letters (a company, 12 characters) or 4 (a person,
+    13) from A-Z, Ñ and &; the date of incorporation or birth as YYMMDD, a real calendar date in
+    19YY or 20YY; a homoclave of two letters or digits and a check character, a digit or ``A``.
+    """
+    text = rfc.strip().upper()
+    if len(text) not in (12, 13):
+        return False
+    letters = len(text) - 9
+    name, date, homoclave = text[:letters], text[letters : letters + 6], text[letters + 6 :]
+    if not set(name) <= _RFC_NAME_LETTERS or not date.isascii() or not date.isdigit():
+        return False
+    if not any(_is_date(century + int(date[:2]), int(date[2:4]), int(date[4:6])) for century in (1900, 2000)):
+        return False
+    return set(homoclave[:2]) <= _RFC_HOMOCLAVE and homoclave[2] in "0123456789A"
+
+
+def _is_date(year: int, month: int, day: int) -> bool:
     try:
-        parse_rfc(rfc)
-    except ValidationError:
+        datetime.date(year, month, day)
+    except ValueError:
         return False
     return True
 

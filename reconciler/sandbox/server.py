@@ -5,7 +5,9 @@ Routes:
 * ``GET /ws/services/Cancelacion?wsdl``: the WSDL (any path with ``?wsdl``);
 * ``POST /ws/services/Cancelacion...``: SOAP 1.1 or 1.2, both operations;
 * ``GET /_sandbox/record``: the record as JSON (requests, notifications, accepted counts);
-* ``GET /_sandbox/health``: ``ok``.
+* ``GET /_sandbox/health``: ``ok``;
+* ``POST /ConsultaCFDIService.svc``: the SAT's status service (:mod:`reconciler.sandbox.satworld`),
+  with its own faults (``Sandbox.sat_faults``).
 
 Fault injection (``fault_rate``, a fraction of SOAP calls, spread evenly over
 ``fault_kinds``): ``http500`` (an HTML error page), ``soap_fault``, ``drop``
@@ -35,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from reconciler.sandbox import hostile, soap, wsdl
+from reconciler.sandbox import hostile, satworld, soap, wsdl
 from reconciler.sandbox.acuses import AcuseControl
 from reconciler.sandbox.notify import Deliverer, ImapConfig, ImapTarget, MaildirTarget, Notification, Target
 from reconciler.sandbox.service import Answer, Credentials, Service
@@ -43,6 +45,8 @@ from reconciler.sandbox.service import Answer, Credentials, Service
 logger = logging.getLogger(__name__)
 
 FAULT_KINDS: tuple[str, ...] = ("http500", "soap_fault", "drop", "lost_reply", "slow", "garbage")
+SAT_FAULT_KINDS: tuple[str, ...] = ("http500", "garbage", "drop", "slow")
+SAT_PATH = "/ConsultaCFDIService.svc"
 PORTS: tuple[str, ...] = (
     "CancelacionHttpSoap11Endpoint",
     "CancelacionHttpSoap12Endpoint",
@@ -72,6 +76,10 @@ class SandboxConfig:
     imap: ImapConfig | None = None
     acuse_style: wsdl.AcuseStyle = "base64"
     acuse: AcuseControl = field(default_factory=AcuseControl)  # every UUID's; Service.acuse_for sets one's
+    # The SAT's status service (reconciler.sandbox.satworld), on the same server and clock.
+    sat_receiver_s: float = 3600.0  # how long a receiver takes to accept or reject
+    sat_window_s: float = 72 * 3600.0  # the acceptance window (then Plazo vencido)
+    sat_lag_s: float = 1800.0  # how long a lagging CFDI stays No Encontrado
 
     def __post_init__(self) -> None:
         unknown = set(self.fault_kinds) - set(FAULT_KINDS)
@@ -180,6 +188,23 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
+    def _sat(self, sb: Sandbox, body: bytes) -> None:
+        """The SAT's ConsultaCFDIService: its own faults (``sb.sat_faults``), the sandbox's latency."""
+        self.arrived = time.monotonic()
+        kind = sb.pick_sat_fault()
+        if kind == "http500":
+            self._send(500, b"<html><body>Service Unavailable</body></html>", "text/html")
+        elif kind == "garbage":
+            self._send(200, b"<html><body>Mantenimiento programado</body></html>", "text/html")
+        elif kind == "drop" or (kind == "slow" and sb.stopping.wait(sb.config.slow_reply_s)):
+            self._drop()
+        elif (self.headers.get("SOAPAction") or "").strip('"') != satworld.SOAP_ACTION:
+            self._send(500, soap.fault(11, "The message with Action '' cannot be processed"), "text/xml")
+        else:
+            expression = satworld.expression_of(body)
+            status = satworld.INVALID if expression is None else sb.sat.consulta(expression)
+            self._send(200, satworld.reply(status), "text/xml; charset=utf-8")
+
     def do_GET(self) -> None:
         sb = self.server.sandbox
         path, _, query = self.path.partition("?")
@@ -206,6 +231,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(411, b"Content-Length required\n", "text/plain")
             return
         body = self.rfile.read(int(length))
+        if self.path.startswith(SAT_PATH):
+            self._sat(sb, body)
+            return
         if not self.path.startswith("/ws/services/Cancelacion"):
             self._send(404, b"<html><body><h1>HTTP Status 404</h1></body></html>", "text/html;charset=utf-8")
             return
@@ -240,6 +268,10 @@ class _Handler(BaseHTTPRequestHandler):
         if req.operation == "cancelarAsincrono":
             answer, info = sb.service.cancel(req.fields)
             values: list[tuple[str, str | None]] = [("mensaje", answer.mensaje), ("status", str(answer.code))]
+            result_type = "CancelacionAsincronoResponse"
+        elif req.operation == "enviarSolicitudCancelacionAsincrono":
+            answer, info = sb.service.send_signed(req.fields)
+            values = [("mensaje", answer.mensaje), ("status", str(answer.code))]
             result_type = "CancelacionAsincronoResponse"
         elif req.operation == "getStatusCancelacionAsincrona":
             answer, info = sb.service.status(req.fields)
@@ -297,6 +329,12 @@ class Sandbox:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.hostile = hostile.HostileReplies()  # replies no honest provider sends, by UUID
+        c = self.config
+        self.sat = satworld.SatWorld(
+            self.service.landed, c.clock, receiver_s=c.sat_receiver_s, window_s=c.sat_window_s, lag_s=c.sat_lag_s
+        )
+        self._sat_fault_rate = 0.0
+        self._sat_fault_kinds: tuple[str, ...] = SAT_FAULT_KINDS
         target: Target | None = None
         if self.config.imap is not None:
             target = ImapTarget(self.config.imap)
@@ -306,6 +344,7 @@ class Sandbox:
             target, self.config.sender, self.config.sender_name, self.record.add_notification, self.config.clock
         )
         self.url = ""
+        self.sat_url = ""
         self.wsdl_url = ""
         self.wsdl = b""
 
@@ -315,6 +354,7 @@ class Sandbox:
         assert isinstance(host, str)
         self.url = f"http://{host}:{port}"
         self.wsdl_url = f"{self.url}/ws/services/Cancelacion?wsdl"
+        self.sat_url = f"{self.url}{SAT_PATH}"
         self.wsdl = wsdl.render(self.url, self.config.acuse_style)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="sandbox-http", daemon=True)
@@ -367,6 +407,19 @@ class Sandbox:
             raise ValueError(f"set_faults: bad rate {rate} or kinds {kinds!r}")
         with self._rng_lock:
             self._fault_rate, self._fault_kinds = rate, kinds
+
+    def sat_faults(self, rate: float, kinds: tuple[str, ...] = ("http500", "garbage", "drop", "slow")) -> None:
+        """Make ``rate`` of the SAT's answers fail with one of ``kinds`` (http500, garbage, drop, slow)."""
+        if set(kinds) - set(SAT_FAULT_KINDS) or not 0.0 <= rate <= 1.0 or (rate and not kinds):
+            raise ValueError(f"sat_faults: bad rate {rate} or kinds {kinds!r}")
+        with self._rng_lock:
+            self._sat_fault_rate, self._sat_fault_kinds = rate, kinds
+
+    def pick_sat_fault(self) -> str | None:
+        with self._rng_lock:
+            if self._sat_fault_rate <= 0 or self._rng.random() >= self._sat_fault_rate:
+                return None
+            return self._rng.choice(self._sat_fault_kinds)
 
     def pick_fault(self) -> str | None:
         with self._rng_lock:

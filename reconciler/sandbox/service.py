@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import math
 import threading
 import time
 from collections import Counter
@@ -23,11 +24,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from reconciler.sandbox import acuses, rules
+from reconciler.sandbox import acuses, rules, signed
 from reconciler.sandbox.acuses import AcuseControl
 from reconciler.sandbox.notify import Notification
 
 ACCEPTED_CODES = frozenset({200, 211})
+SUBMISSIONS = frozenset({"cancelarAsincrono", "enviarSolicitudCancelacionAsincrono"})
 MESSAGES: dict[int, str] = {
     204: "El comprobante no se puede cancelar",
     211: "La cancelación está en proceso",
@@ -59,6 +61,7 @@ class Entry:
     csd_cer_sha256: str | None = None
     csd_key_sha256: str | None = None
     acuse_sha256: str | None = None  # of the acuse answered (in acuseSat or mensaje)
+    solicitud_sha256: str | None = None  # of a signed request's base64 text (enviarSolicitudCancelacionAsincrono)
 
 
 class Record:
@@ -90,9 +93,9 @@ class Record:
             return list(self._notifications)
 
     def accepted(self) -> Counter[str]:
-        """UUID -> how many ``cancelarAsincrono`` calls were accepted (200/211) for it; should be 1 each."""
+        """UUID -> how many submissions (either operation) were accepted (200/211) for it; should be 1 each."""
         return Counter(
-            e.uuid for e in self.entries() if e.operation == "cancelarAsincrono" and e.code in ACCEPTED_CODES and e.uuid
+            e.uuid for e in self.entries() if e.operation in SUBMISSIONS and e.code in ACCEPTED_CODES and e.uuid
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -166,6 +169,15 @@ class Service:
         with self._lock:
             self.overrides[uuid.upper()] = (code, mensaje or f"código {code}")
 
+    def decide_now(self, *uuids: str) -> None:
+        """The SAT answers these accepted transactions now: their status call stops answering 211."""
+        with self._lock:
+            missing = [u for u in uuids if u.upper() not in self._tx]
+            if missing:
+                raise KeyError(f"no transaction for {', '.join(missing)}")
+            for uuid in uuids:
+                self._tx[uuid.upper()].due = -math.inf
+
     def unlock(self, usuario: str) -> None:
         with self._lock:
             self._wrong.pop(usuario, None)
@@ -221,6 +233,10 @@ class Service:
             for key, name in (("csdCer", "csd_cer_sha256"), ("csdKey", "csd_key_sha256")):
                 if info.get(name) == "invalid-base64" or not base64.b64decode(f[key] or "").startswith(b"\x30"):
                     return Answer(1701, f"{MESSAGES[1701]}: {key} no es DER (¿doble base64?)")
+        return self._accept(uuid, rfc, f.get("emailNotifica") or None)
+
+    def _accept(self, uuid: str, rfc: str, email: str | None) -> Answer:
+        """The common end of both submissions: the testing UUIDs, a repeat (701), a new transaction."""
         code = rules.submission_code(uuid)
         if code == 204:
             return Answer(204, MESSAGES[204])
@@ -228,7 +244,6 @@ class Service:
             return Answer(701, MESSAGES[701])
         result: Literal["OK", "ERROR"] = "ERROR" if rules.ends_in_error(uuid) else "OK"
         due = self.clock() + self.notify_delay_s
-        email = f.get("emailNotifica") or None
         self._tx[uuid] = Transaction(uuid, rfc, email, due, result)
         note = None
         if email and rules.sends_notification(uuid):
@@ -236,6 +251,44 @@ class Service:
             note = Notification(uuid=uuid, status=result, to=email, rfc=rfc, message=mensaje)
         mensaje = self.cancel_messages.get(uuid, uuid) if code == 200 else MESSAGES[211]
         return Answer(code, mensaje, notification=note, due=due)
+
+    def send_signed(self, f: dict[str, str | None]) -> tuple[Answer, dict[str, Any]]:
+        """Answer one ``enviarSolicitudCancelacionAsincrono``: a ``Cancelacion`` the issuer signed itself.
+
+        Credentials first, then the signature and the certificate (:func:`reconciler.sandbox.signed.check`,
+        17xx when they fail), then the folio goes the way of any other cancellation.
+        """
+        info: dict[str, Any] = {"uuid_field": None, "usuario": f.get("usuario")}
+        raw = f.get("solicitud")
+        if raw:
+            info["solicitud_sha256"] = hashlib.sha256(raw.encode()).hexdigest()
+        with self._lock:
+            if any(not f.get(k) for k in ("usuario", "password", "solicitud")):
+                return Answer(611, MESSAGES[611]), info
+            code = self._auth(f["usuario"] or "", f["password"] or "")
+            if code is not None:
+                return Answer(code, MESSAGES[code]), info
+        verdict = signed.check(raw)
+        if isinstance(verdict, signed.Refusal):
+            return Answer(verdict.code, verdict.mensaje), info
+        info["uuid_field"] = verdict.uuid_field
+        try:
+            uuid, _motivo, _folio = rules.parse_uuid_field(verdict.uuid_field)
+        except ValueError as e:
+            return Answer(621, f"{MESSAGES[621]}: {e}"), info
+        info["uuid"] = uuid
+        with self._lock:
+            if uuid in self.overrides:
+                return Answer(*self.overrides[uuid]), info
+            if not rules.rfc_ok(verdict.rfc):
+                return Answer(621, f"{MESSAGES[621]}: RfcEmisor {verdict.rfc!r}"), info
+            return self._accept(uuid, verdict.rfc, f.get("emailNotifica") or None), info
+
+    def landed(self, uuid: str) -> tuple[float, Literal["OK", "ERROR"]] | None:
+        """When the provider's cancellation of ``uuid`` lands at the SAT, and how (for the SAT simulator)."""
+        with self._lock:
+            tx = self._tx.get(uuid.upper())
+        return (tx.due, tx.result) if tx is not None else None
 
     def status(self, f: dict[str, str | None]) -> tuple[Answer, dict[str, Any]]:
         """Answer one ``getStatusCancelacionAsincrona``: 211 until due, then 200 + acuse or 213; 702 if unknown."""

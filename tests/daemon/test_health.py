@@ -85,3 +85,108 @@ def test_worst_problem_wins_and_all_are_listed() -> None:
     assert health.level == Level.CRITICAL and len(health.problems) == 2
     line = health.line(snap(facts, overdue=2))
     assert line.startswith("RECONCILER CRITICAL - ") and "| queued=1 " in line and "\n" not in line
+
+
+# -- the exact text `check` prints: boundaries and every problem's words -------------------------
+
+
+def test_the_whole_line_when_all_is_good() -> None:
+    assert evaluate(snap(ALIVE), NOW).line(snap(ALIVE)) == (
+        "RECONCILER OK - all good; 10 jobs (1 queued, 2 awaiting, 7 ok) | "
+        "queued=1 submitting=0 awaiting=2 ok=7 error=0 rejected=0 overdue=0"
+    )
+
+
+def test_the_whole_line_of_an_empty_ledger_with_problems() -> None:
+    empty = Snapshot({"queued": 0, "ok": 0}, 1, 2, {})
+    assert evaluate(empty, NOW).line(empty) == (
+        "RECONCILER WARNING - no daemon has run against this ledger yet; 1 overdue job; "
+        "2 conflicts in the last 72h (see `reconciler status UUID`); 0 jobs (none) | queued=0 ok=0 overdue=1"
+    )
+
+
+def test_every_problem_word_for_word() -> None:
+    facts = {
+        "breaker": {"code": 604, "recorded_at": "2026-11-24T11:00:00.000Z", "meaning": "too many attempts"},
+        "heartbeat": {"interval_s": 10, "mailbox_interval_s": 300, "recorded_at": ago(31)},
+        "mailbox_pass": {"recorded_at": ago(901)},
+    }
+    assert evaluate(snap(facts, overdue=1, conflicts=1), NOW).problems == [
+        "submissions stopped by provider code 604 at 2026-11-24T11:00:00.000Z (too many attempts); "
+        "fix the account, then `reconciler resume`",
+        "daemon not running: last heartbeat 31s ago",
+        "last successful mailbox pass 901s ago",
+        "1 overdue job",
+        "1 conflict in the last 72h (see `reconciler status UUID`)",
+    ]
+
+
+def test_a_breaker_without_meaning_and_a_stopped_daemon() -> None:
+    facts = {
+        "breaker": {"code": 601, "recorded_at": "2026-11-24T11:00:00.000Z"},
+        "heartbeat": {"interval_s": 10, "recorded_at": ago(5), "stopped": True},
+        "mailbox_pass": {"recorded_at": ago(5)},
+    }
+    assert evaluate(snap(facts), NOW).problems == [
+        "submissions stopped by provider code 601 at 2026-11-24T11:00:00.000Z (); "
+        "fix the account, then `reconciler resume`",
+        "daemon stopped 5s ago",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("beat", "interval", "level"),
+    [(30, 10, Level.OK), (31, 10, Level.CRITICAL), (89, None, Level.OK), (91, None, Level.CRITICAL)],
+)
+def test_three_missed_heartbeats_is_the_boundary(beat: float, interval: float | None, level: Level) -> None:
+    """At exactly three intervals the daemon still counts as alive; the default interval is 30 s."""
+    heartbeat: dict[str, Any] = {"mailbox_interval_s": 300, "recorded_at": ago(beat)}
+    if interval is not None:
+        heartbeat["interval_s"] = interval
+    facts = {"heartbeat": heartbeat, "mailbox_pass": {"recorded_at": ago(1)}}
+    assert evaluate(snap(facts), NOW).level == level
+
+
+@pytest.mark.parametrize(
+    ("mailbox_interval", "age", "level"),
+    [(None, 900, Level.OK), (None, 901, Level.WARNING), (400, 1200, Level.OK), (400, 1201, Level.WARNING)],
+)
+def test_the_mailbox_allowance(mailbox_interval: float | None, age: float, level: Level) -> None:
+    """15 minutes, or three mailbox intervals when longer (the default interval is 60 s)."""
+    heartbeat: dict[str, Any] = {"interval_s": 1000, "recorded_at": ago(1)}
+    if mailbox_interval is not None:
+        heartbeat["mailbox_interval_s"] = mailbox_interval
+    facts = {"heartbeat": heartbeat, "mailbox_pass": {"recorded_at": ago(age)}}
+    assert evaluate(snap(facts), NOW).level == level
+
+
+@pytest.mark.parametrize("recorded_at", [None, "not a time"])
+def test_a_heartbeat_without_a_readable_time_is_no_heartbeat(recorded_at: str | None) -> None:
+    beat: dict[str, Any] = {"interval_s": 10} if recorded_at is None else {"interval_s": 10, "recorded_at": recorded_at}
+    facts = {"heartbeat": beat, "mailbox_pass": {"recorded_at": ago(1)}}
+    health = evaluate(snap(facts), NOW)
+    assert (health.level, health.problems) == (Level.WARNING, ["no daemon has run against this ledger yet"])
+
+
+@pytest.mark.parametrize(
+    ("sat", "level", "problem"),
+    [
+        ({"asked": 5, "cancelled": 5}, Level.OK, None),
+        ({"asked": 5, "receiver_rejected": 1}, Level.WARNING, "1 receiver rejection: invoice still valid"),
+        ({"asked": 5, "late": 2}, Level.WARNING, "2 jobs past the acceptance window and not Cancelado"),
+        (
+            {"asked": 5, "contradiction": 1, "late": 1},
+            Level.CRITICAL,
+            "1 contradiction: provider OK, the SAT says Vigente past",
+        ),
+    ],
+)
+def test_the_sats_word_raises_the_level(sat: dict[str, int], level: Level, problem: str | None) -> None:
+    snapshot = Snapshot(COUNTS, 0, 0, ALIVE, sat)
+    health = evaluate(snapshot, NOW)
+    assert health.level == level
+    if problem is None:
+        assert health.problems == []
+    else:
+        assert any(problem in p for p in health.problems), health.problems
+    assert "sat_asked=5" in health.line(snapshot)

@@ -6,8 +6,9 @@ to the ledger directly so each loop can be driven on its own.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import random
+import sqlite3
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -18,13 +19,16 @@ import pytest
 
 from reconciler.config import ScheduleSettings, Settings
 from reconciler.daemon.loops import Daemon
+from reconciler.jobs.notices import SeenMessage
 from reconciler.jobs.states import State
 from reconciler.jobs.validation import job_spec
-from reconciler.ledger.store import Ledger, SeenMessage
+from reconciler.ledger.store import Ledger
+from reconciler.mailbox.watcher import apply
 from reconciler.provider.soap import ProviderClient
 from reconciler.sandbox import UUIDS_204, UUIDS_211, Sandbox
 
 from ..fixtures_sandbox import RFC, SandboxFactory, provider_settings
+from ..harness import eventually
 
 FAST = ScheduleSettings(retry_base_s=0.05, retry_max_s=0.2, status_check_after_s=0.01, stale_after_s=3600)
 
@@ -34,15 +38,6 @@ def ok_uuid() -> str:
         u = str(uuidlib.uuid4()).upper()
         if not u.endswith("E"):
             return u
-
-
-async def until(check: Callable[[], Awaitable[bool]], step: Callable[[], Awaitable[Any]], seconds: float = 15) -> None:
-    """Run ``step`` until ``check`` holds, with a deadline (no blind sleeps)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached before the deadline"
-        await step()
-        await asyncio.sleep(0.02)
 
 
 class Rig:
@@ -55,6 +50,11 @@ class Rig:
 
     async def state(self, u: str) -> State:
         return (await self.ledger.get_job(u)).state
+
+    def tamper(self, sql: str, *params: str) -> None:
+        """Put the ledger in a state a crash or the passing of time leaves, through another connection to its file."""
+        with contextlib.closing(sqlite3.connect(self.ledger.path, timeout=30)) as db, db:
+            db.execute(sql, params)
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ async def test_submitter_follows_every_reply_class(rig_factory: Callable[..., Aw
     replies = [e.detail for e in await rig.ledger.events(fine) if e.kind == "reply"]
     assert [(r["code"], r["outcome"]) for r in replies] == [(200, "accepted")]
     # A crash after the request left but before the reply was committed: sent again, 701, still once.
-    await rig.ledger._db.execute("UPDATE jobs SET state = 'submitting' WHERE uuid = ?", (fine,))
+    rig.tamper("UPDATE jobs SET state = 'submitting' WHERE uuid = ?", fine)
     assert await rig.daemon.recover() == 1
     assert await rig.daemon.submit_pass() == 1
     assert (await rig.ledger.get_job(fine)).code == 701 and await rig.state(fine) == State.AWAITING
@@ -105,7 +105,7 @@ async def test_transient_failures_back_off_and_converge(
     async def all_awaiting() -> bool:
         return (await rig.ledger.counts())["awaiting"] == len(uuids)
 
-    await until(all_awaiting, rig.daemon.submit_pass)
+    await eventually(all_awaiting, 15, "every job to be awaiting", step=rig.daemon.submit_pass)
     jobs = [await rig.ledger.get_job(u) for u in uuids]
     assert any(j.attempts > 1 for j in jobs), "a 50% fault rate should have forced retries"
     assert all(rig.sandbox.record.accepted()[u] == 1 for u in uuids)
@@ -149,13 +149,13 @@ async def test_confirmer_needs_the_status_call_and_stores_the_acuse(rig_factory:
     await rig.daemon.submit_pass()
     now = datetime.now(UTC)
     # Both claim OK; the provider knows `failing` ends in ERROR (213): a contradiction.
-    await rig.ledger.apply_messages("INBOX", 1, [ok_notice(1, good), ok_notice(2, failing)], 2, now, True)
+    await apply(rig.ledger, "INBOX", 1, [ok_notice(1, good), ok_notice(2, failing)], 2, now, True)
     assert await rig.state(good) == State.AWAITING
 
     async def resolved() -> bool:
         return {await rig.state(good), await rig.state(failing)} <= {State.OK, State.ERROR}
 
-    await until(resolved, rig.daemon.confirm_pass)
+    await eventually(resolved, 15, "the jobs to be resolved", step=rig.daemon.confirm_pass)
     assert (await rig.state(good), await rig.state(failing)) == (State.OK, State.ERROR)
     acuse = await rig.ledger.acuse(good)
     assert acuse is not None and good.encode() in acuse
@@ -169,13 +169,13 @@ async def test_forged_claim_for_unknown_transaction_is_a_conflict(rig_factory: C
     never_sent = ok_uuid()
     await rig.add(never_sent)
     # A trusted-looking OK arrives before we ever submitted: the provider has no transaction.
-    await rig.ledger.apply_messages("INBOX", 1, [ok_notice(1, never_sent)], 1, datetime.now(UTC), True)
+    await apply(rig.ledger, "INBOX", 1, [ok_notice(1, never_sent)], 1, datetime.now(UTC), True)
     assert await rig.daemon.confirm_pass() == 1
     job = await rig.ledger.get_job(never_sent)
     assert (job.state, job.claim) == (State.AWAITING, None)
     assert [e.kind for e in await rig.ledger.events(never_sent)].count("conflict") == 1
     # The chaser then finds no transaction (702) and sends it for real.
-    await rig.ledger._db.execute("UPDATE jobs SET check_at = '2000-01-01T00:00:00.000Z' WHERE uuid = ?", (never_sent,))
+    rig.tamper("UPDATE jobs SET check_at = '2000-01-01T00:00:00.000Z' WHERE uuid = ?", never_sent)
     await rig.daemon.chase_pass()
     assert await rig.state(never_sent) == State.QUEUED
     await rig.daemon.submit_pass()
@@ -191,7 +191,7 @@ async def test_chaser_resolves_silent_jobs(rig_factory: Callable[..., Awaitable[
     async def done() -> bool:
         return [await rig.state(u) for u in silent] == [State.OK] * len(silent)
 
-    await until(done, rig.daemon.chase_pass)
+    await eventually(done, 15, "the chaser to finish", step=rig.daemon.chase_pass)
     for u in silent:
         assert await rig.ledger.acuse(u)
         codes = [e.detail["code"] for e in await rig.ledger.events(u) if e.kind == "status"]

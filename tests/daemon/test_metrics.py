@@ -61,27 +61,24 @@ def test_metrics_match_the_ledger(stack: Stack) -> None:
     counts = dict(stack.query("SELECT state, count(*) FROM jobs GROUP BY state"))
     for state in ("ok", "error", "rejected"):
         assert m[("reconciler_jobs", (("state", state),))] == counts.get(state, 0)
-    assert m[("reconciler_submissions_total", ())] == len(uuids)
-    assert (
-        m[
-            (
-                "reconciler_provider_replies_total",
-                (("code", "204"), ("operation", "cancelarAsincrono"), ("outcome", "rejected")),
-            )
-        ]
-        == 5
+    # Counted against what the daemon wrote in the ledger, not against the number of jobs: on a loaded
+    # machine a submission can time out and be sent again (the simulator then answers 701).
+    assert m[("reconciler_submissions_total", ())] == stack.query("SELECT sum(attempts) FROM jobs")[0][0] >= len(uuids)
+    replies = dict(
+        stack.query("SELECT json_extract(detail, '$.code'), count(*) FROM events WHERE kind = 'reply' GROUP BY 1")
     )
-    assert (
-        m[
-            (
-                "reconciler_provider_replies_total",
-                (("code", "211"), ("operation", "cancelarAsincrono"), ("outcome", "accepted")),
-            )
-        ]
-        == 5
-    )
+    for code, outcome in ((204, "rejected"), (211, "accepted"), (200, "accepted")):
+        key = (
+            "reconciler_provider_replies_total",
+            (("code", str(code)), ("operation", "cancelarAsincrono"), ("outcome", outcome)),
+        )
+        assert m[key] == replies[code], (code, replies)
+    assert replies[204] >= 5 and replies[211] + replies.get(701, 0) >= 5
     assert m[("reconciler_notifications_total", (("outcome", "untrusted"),))] == 1
-    assert m[("reconciler_notifications_total", (("outcome", "claimed"),))] >= counts["ok"] - 5
+    claimed = stack.query(
+        "SELECT count(*) FROM events WHERE kind = 'notification' AND json_extract(detail, '$.outcome') = 'claimed'"
+    )[0][0]
+    assert m[("reconciler_notifications_total", (("outcome", "claimed"),))] == claimed >= 1
     assert m[("reconciler_mailbox_pass_seconds_count", ())] >= 1
     assert m[("reconciler_mailbox_last_success_timestamp_seconds", ())] > 0
     assert m[("reconciler_circuit_breaker_open", ())] == 0

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid as uuidlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -120,3 +121,36 @@ def test_csv_parser_only_raises_validation_error(lines: list[str]) -> None:
         parse_jobs(["uuid,rfc,motivo,folio_sustitucion", *lines])
     except ValidationError as e:
         assert "\n" not in str(e)
+
+
+# -- the exact messages: each names the field and shows the value -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: parse_rfc(12), "rfc: not an RFC: 12"),  # type: ignore[arg-type]
+        (lambda: parse_rfc("ABC"), "rfc: an RFC has 12 or 13 characters, got 3: 'ABC'"),
+        (lambda: parse_rfc("1BC010101AAA", "issuer"), "issuer: not a valid RFC: '1BC010101AAA'"),
+        (lambda: parse_motivo("05"), "motivo: must be one of 01, 02, 03, 04, got '05'"),
+        (lambda: parse_motivo("x"), "motivo: must be one of 01, 02, 03, 04, got 'x'"),
+        (
+            lambda: job_spec(U, "EKU9003173C9", "01"),
+            "folio_sustitucion: required with motivo 01 (the replacing invoice's UUID)",
+        ),
+        (lambda: job_spec(U, "EKU9003173C9", "01", "nope"), "folio_sustitucion: not a UUID: 'nope'"),
+        (
+            lambda: job_spec(U, "EKU9003173C9", "02", "abc"),
+            "folio_sustitucion: only allowed with motivo 01, got 'abc' with motivo 02",
+        ),
+    ],
+)
+def test_messages(call: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        call()
+    assert str(info.value) == message
+
+
+def test_no_folio_is_none_not_empty() -> None:
+    assert job_spec(U, "EKU9003173C9", "02", "  ").folio_sustitucion is None
+    assert job_spec(U, "EKU9003173C9", "02").provider_uuid_field == f"{U}|02|"

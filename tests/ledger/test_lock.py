@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,16 +25,16 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     s.close()
 
 
-def _second(stack: Stack, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    started = time.monotonic()
-    done = subprocess.run(
+def _second(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """A second daemon while the first runs: one that waited for the lock would never return (the first
+    holds it until stopped), so the subprocess timeout bounds it; no elapsed time is asserted."""
+    return subprocess.run(
         [sys.executable, "-m", "reconciler", "--config", str(stack.config), "run", *args],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
-    return done, time.monotonic() - started
 
 
 def _started(stack: Stack) -> None:
@@ -52,11 +51,10 @@ def test_a_second_daemon_exits_at_once_naming_the_first_and_sends_nothing(stack:
     requests = len(stack.sandbox.record.entries())
     states = stack.states()
     for args in ((), ("--once",)):
-        done, took = _second(stack, *args)
+        done = _second(stack, *args)
         assert done.returncode == 1, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "already running" in lines[0] and f"pid {first.pid}" in lines[0], done.stderr
-        assert took < 5, took
     assert len(stack.sandbox.record.entries()) == requests  # nothing sent by either
     assert stack.states() == states
     beat = stack.query("SELECT json_extract(value, '$.pid') FROM facts WHERE key = 'heartbeat'")

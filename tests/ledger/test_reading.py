@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from reconciler.ledger import reading
 from reconciler.redact import csv_cell
 
-COLUMNS = "uuid, rfc_emisor, motivo, folio_sustitucion, state, code, message, attempts, created_at, submitted_at, resolved_at, overdue_at, acuse, updated_at"
+COLUMNS = "uuid, rfc_emisor, motivo, folio_sustitucion, state, code, message, attempts, created_at, submitted_at, resolved_at, overdue_at, acuse, updated_at, rfc_receptor, total, sat_estado, sat_es_cancelable, sat_estatus_cancelacion, sat_checked_at, sat_until, sat_late_after"
 
 
 def ledger(messages: list[str | None]) -> sqlite3.Connection:
@@ -20,7 +20,7 @@ def ledger(messages: list[str | None]) -> sqlite3.Connection:
     db.execute(f"CREATE TABLE jobs ({COLUMNS})")
     for i, message in enumerate(messages):
         db.execute(
-            f"INSERT INTO jobs ({COLUMNS}) VALUES (?, 'AAA010101AAA', '02', ?, ?, ?, ?, ?, 't', NULL, 'r', ?, ?, 't')",  # noqa: S608
+            f"INSERT INTO jobs ({COLUMNS}) VALUES (?, 'AAA010101AAA', '02', ?, ?, ?, ?, ?, 't', NULL, 'r', ?, ?, 't', 'XAXX010101000', '10.5', ?, NULL, 'En, proceso', NULL, NULL, NULL)",  # noqa: S608
             (
                 f"U{i}",
                 None if i % 2 else "F",
@@ -30,6 +30,7 @@ def ledger(messages: list[str | None]) -> sqlite3.Connection:
                 i,
                 None if i % 2 else "o",
                 None if i % 2 else b"x",
+                message,  # the SAT's answers are free text too
             ),
         )
     return db
@@ -44,8 +45,16 @@ def test_sqlite_built_csv_lines_read_back_as_the_values(messages: list[str | Non
     case Hypothesis found first); the SQLite lines quote it.
     """
     db = ledger(messages)
-    lines = "".join(r[0] + "\n" for r in db.execute(f"SELECT {reading.CSV_LINE} FROM jobs ORDER BY rowid"))  # noqa: S608
-    raw = list(db.execute(f"SELECT {reading.CSV} FROM jobs ORDER BY rowid"))  # noqa: S608
+    # The `sat` view is judged in Python and joins the two halves SQLite builds.
+    lines = "".join(
+        f"{r[0]},view,{r[1]}\n"
+        for r in db.execute(f"SELECT {reading.CSV_LINE} FROM jobs ORDER BY rowid")  # noqa: S608
+    )
+    width = len(reading.CSV_FIELDS) - 1
+    raw = [
+        [*r[: reading.SAT_AT], "view", *r[reading.SAT_AT : width]]
+        for r in db.execute(f"SELECT {reading.CSV} FROM jobs ORDER BY rowid")  # noqa: S608
+    ]
     expected = [["" if v is None else str(v) for v in row] for row in raw]
     assert list(csv.reader(io.StringIO(lines, newline=""))) == expected
     for message, row in zip(messages, expected, strict=True):

@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import JobNotFoundError, LedgerError
+from reconciler.jobs.notices import SeenMessage
+from reconciler.jobs.records import Change
 from reconciler.jobs.states import State, Trigger
 from reconciler.jobs.validation import job_spec
 from reconciler.ledger.schema import MIGRATIONS
-from reconciler.ledger.store import Change, Ledger, SeenMessage
+from reconciler.ledger.store import Ledger
+from reconciler.mailbox.watcher import apply
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 U1 = "71452784-AFC7-4BE5-8623-3BA1436D573B"
@@ -111,7 +114,7 @@ async def test_apply_messages_exactly_once_and_checkpoint(tmp_path: Path) -> Non
         await ledger.add_jobs([spec(U1), spec(U2)], T0, "test")
         orphan = "11111111-1111-1111-1111-111111111111"
         batch = [notice(5), notice(6, "ERROR", U2), notice(7, uuid=orphan), notice(8, verdict="untrusted")]
-        applied = await ledger.apply_messages("INBOX", 42, batch, 10, T0, confirm_with_status=False)
+        applied = await apply(ledger, "INBOX", 42, batch, 10, T0, confirm_with_status=False)
         assert [(a.uid, a.outcome, a.mark) for a in applied] == [
             (5, "applied", True),
             (6, "applied", True),
@@ -123,9 +126,9 @@ async def test_apply_messages_exactly_once_and_checkpoint(tmp_path: Path) -> Non
         await ledger.set_marked("INBOX", 42, 5)
         assert await ledger.pending_marks("INBOX", 42) == [6]
         # the same UIDs again, and the same Message-ID under a new UIDVALIDITY: applied once
-        again = await ledger.apply_messages("INBOX", 42, batch[:1], 10, T0, False, marked_uid=6)
+        again = await apply(ledger, "INBOX", 42, batch[:1], 10, T0, False, marked_uid=6)
         assert await ledger.pending_marks("INBOX", 42) == []
-        rescan = await ledger.apply_messages("INBOX", 43, [notice(1) for _ in range(1)], 3, T0, False)
+        rescan = await apply(ledger, "INBOX", 43, [notice(1) for _ in range(1)], 3, T0, False)
         assert [a.outcome for a in again + rescan] == ["duplicate", "duplicate"]
         assert await ledger.checkpoint("INBOX") == (43, 3)
         assert (await ledger.get_job(U1)).state == State.OK
@@ -143,7 +146,7 @@ async def test_two_notifications_for_one_job_in_a_batch_leave_what_two_batches_w
             claimed = replace(notice(1), sender="Ñandú <n@solucionfactible.com>", date="2026-01-02T03:04:05.000Z")
             batch = [claimed, notice(2, "ERROR")]  # OK claimed while queued, then an ERROR claim
             for part in [batch[:1], batch[1:]] if split else [batch]:
-                await ledger.apply_messages("INBOX", 1, part, part[-1].uid, T0, confirm_with_status=True)
+                await apply(ledger, "INBOX", 1, part, part[-1].uid, T0, confirm_with_status=True)
             job = await ledger.get_job(U1)
             results.append((asdict(job), [e.as_dict() for e in await ledger.events(U1)]))
     assert results[0] == results[1]
@@ -222,7 +225,7 @@ async def test_claim_under_confirmation_waits_for_status_call(tmp_path: Path) ->
         await ledger.add_jobs([spec()], T0, "test")
         await ledger.claim_due(T0, 1)
         await ledger.apply([Change(U1, Trigger.ACCEPTED, "submitter", {"check_at": "9999"})], T0)
-        [a] = await ledger.apply_messages("INBOX", 1, [notice(1)], 1, T0, confirm_with_status=True)
+        [a] = await apply(ledger, "INBOX", 1, [notice(1)], 1, T0, confirm_with_status=True)
         job = await ledger.get_job(U1)
         assert (a.outcome, job.state, job.claim) == ("claimed", State.AWAITING, "OK")
         assert [j.uuid for j in await ledger.due_checks(T0, 10, claimed=True)] == [U1]

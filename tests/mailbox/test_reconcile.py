@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler.jobs.notices import JobView, SeenMessage
 from reconciler.jobs.states import TERMINAL, State, Trigger
-from reconciler.mailbox.reconcile import JobView, SeenMessage, plan
+from reconciler.mailbox.reconcile import plan
 
 U = "71452784-AFC7-4BE5-8623-3BA1436D573B"
 

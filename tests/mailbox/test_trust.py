@@ -16,7 +16,9 @@ import pytest
 from reconciler.config import TrustSettings
 from reconciler.mailbox.notification import Malformed, Notification, parse
 from reconciler.mailbox.trust import (
+    DKIM_ATTEMPTS,
     DkimUnavailable,
+    Postponements,
     aligned,
     assess,
     check_authentication_results,
@@ -295,3 +297,122 @@ def test_dkim_lookup_failures_are_verdicts_unless_temporary(error: Exception, te
     else:
         verdict = assess(parsed, DKIM_ON, raw, dnsfunc=lookup)
         assert not verdict.trusted and f"DKIM key lookup failed: {type(error).__name__}" in verdict.reason
+
+
+# -- RFC 8601 tokens, word for word ---------------------------------------------------------------
+
+
+def _parsed(value: str) -> tuple[str, list[tuple[str, str, dict[str, str]]]] | None:
+    parsed = parse_authentication_results(value)
+    if parsed is None:
+        return None
+    return parsed.authserv_id, [(r.method, r.result, r.props) for r in parsed.results]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("mx;dkim=pass header.d=a.example", ("mx", [("dkim", "pass", {"header.d": "a.example"})])),
+        ("mx; DKIM/1 = PASS Header.D = a.example", ("mx", [("dkim", "pass", {"header.d": "a.example"})])),
+        ('mx; dkim="pass" header.d="a;b=c"', ("mx", [("dkim", "pass", {"header.d": "a;b=c"})])),
+        ('mx; dkim=pass header.d="a\\"b"', ("mx", [("dkim", "pass", {"header.d": 'a"b'})])),
+        (
+            "mx; dkim=pass (nested (deep) comment) header.d=a.example",
+            ("mx", [("dkim", "pass", {"header.d": "a.example"})]),
+        ),
+        ("mx; dkim=pass (escaped \\) paren) header.d=a.example", ("mx", [("dkim", "pass", {"header.d": "a.example"})])),
+        ("mx; dkim=pass header.d=first header.d=second", ("mx", [("dkim", "pass", {"header.d": "first"})])),
+        ("mx; dkim=pass = header.d=a x", ("mx", [("dkim", "pass", {"header.d": "a"})])),
+        ("mx; dkim=pass header.d=", ("mx", [("dkim", "pass", {})])),
+        ("mx; dkim pass; =x; dmarc=fail", ("mx", [("dmarc", "fail", {})])),
+        ("mx 1 (version); none", ("mx", [])),
+        ("mx(comment)x; none", ("mx", [])),
+        ('"m x"; none', ("m x", [])),
+        ('mx; reason="un', None),
+        ("mx; dkim=pass (open", None),
+        ("; dkim=pass", None),
+        ("= x; dkim=pass", None),
+        ("", None),
+    ],
+)
+def test_authentication_results_tokens(value: str, expected: object) -> None:
+    assert _parsed(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        (
+            ["mx; dkim=fail header.d=a.example"],
+            "Authentication-Results from mx: dkim=fail for a.example; need a pass for a.example",
+        ),
+        (["mx; dkim=fail"], "Authentication-Results from mx: dkim=fail; need a pass for a.example"),
+        (
+            ["mx; dmarc=fail header.from=A.example"],
+            "Authentication-Results from mx: dmarc=fail for a.example; need a pass for a.example",
+        ),
+        (["mx; dmarc=none"], "Authentication-Results from mx: dmarc=none; need a pass for a.example"),
+        # a subdomain's signature does not vouch for its parent
+        (
+            ["mx; dkim=pass header.i=x@Sub.A.example"],
+            "Authentication-Results from mx: dkim=pass for sub.a.example; need a pass for a.example",
+        ),
+        (["mx; dkim=pass header.i=x@A.example"], "mx: dkim=pass for a.example"),
+        (["mx; dkim=pass header.d=A.example; dmarc=fail"], "mx: dkim=pass for a.example"),
+        (["mx; dmarc=pass header.from=a.example"], "mx: dmarc=pass for a.example"),
+        (
+            ["MX; dkim=neutral; dmarc=temperror"],
+            "Authentication-Results from mx: dkim=neutral, dmarc=temperror; need a pass for a.example",
+        ),
+    ],
+)
+def test_authentication_results_reasons_word_for_word(headers: list[str], reason: str) -> None:
+    assert check_authentication_results(headers, " MX ".lower().strip(), "a.example").reason == reason
+
+
+# -- Postponements: a temporary DKIM failure puts a message off, a bounded number of passes ----------
+
+
+def test_again_counts_to_the_limit_per_message_then_starts_afresh() -> None:
+    p = Postponements(limit=3)
+    assert [p.again(7), p.again(7), p.again(8), p.again(7)] == [True, True, True, False]
+    assert [p.again(7), p.again(8), p.again(8)] == [True, True, False]  # 7 started afresh; 8 reached 3
+
+
+def test_judge_puts_off_then_decides_naming_the_passes() -> None:
+    calls = {"n": 0}
+
+    def flaky(name: bytes, timeout: float = 5) -> bytes | None:
+        calls["n"] += 1
+        raise OSError("resolver unreachable")
+
+    raw = signed(notification(new_uuid()))
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    p = Postponements(limit=2)
+    assert p.judge(5, parsed, DKIM_ON, raw, dnsfunc=flaky) is None
+    verdict = p.judge(5, parsed, DKIM_ON, raw, dnsfunc=flaky)
+    assert verdict is not None and not verdict.trusted
+    assert verdict.reason.endswith("; still failing after 2 passes") and "OSError" in verdict.reason
+    assert calls["n"] == 2
+    assert p.judge(5, parsed, DKIM_ON, raw, dnsfunc=flaky) is None  # the count starts again after a verdict
+
+
+def test_a_verdict_clears_the_count() -> None:
+    raw = signed(notification(new_uuid()))
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+
+    def down(name: bytes, timeout: float = 5) -> bytes | None:
+        raise OSError("resolver unreachable")
+
+    p = Postponements(limit=2)
+    assert p.judge(9, parsed, DKIM_ON, raw, dnsfunc=down) is None
+    verdict = p.judge(9, parsed, DKIM_ON, raw, dnsfunc=dnsfunc)
+    assert verdict is not None and verdict.trusted, verdict
+    assert p.judge(9, parsed, DKIM_ON, raw, dnsfunc=down) is None  # one put-off again, not the verdict
+
+
+def test_the_default_limit_is_dkim_attempts() -> None:
+    p = Postponements()
+    assert [p.again(1) for _ in range(DKIM_ATTEMPTS)] == [True] * (DKIM_ATTEMPTS - 1) + [False]

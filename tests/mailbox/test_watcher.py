@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +29,9 @@ from tests.fixtures_imap import (
     plain_mail,
     settings_for,
 )
+from tests.harness import eventually
 
 SEEN = b"\\Seen"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
 
 
 async def state(ledger: Ledger, uuid: str) -> State:
@@ -125,7 +116,7 @@ async def test_processed_folder_move(kind: str, imap_factory: Any, ledger: Ledge
     watcher = Watcher(settings_for(server, ledger.path, processed_folder="Procesadas"), ledger)
     try:
         await watcher.connect()
-        assert (b"MOVE" in watcher._caps) is (kind == "pymap")
+        assert (b"MOVE" in watcher.capabilities) is (kind == "pymap")
         await watcher.run_pass()
     finally:
         await watcher.close()
@@ -137,19 +128,17 @@ async def test_processed_folder_move(kind: str, imap_factory: Any, ledger: Ledge
 async def test_delivery_during_idle_reaches_ok_quickly(imap_server: ImapServer, ledger: Ledger) -> None:
     uuid = new_uuid()
     await add_jobs(ledger, [uuid])
-    watcher = Watcher(settings_for(imap_server, ledger.path, idle=True), ledger)
+    # Polling once an hour and renewing IDLE every IDLE_RENEW_S: only IDLE itself can bring the mail in
+    # within the deadline, and only the stop flag can end the IDLE, so no elapsed time needs asserting.
+    watcher = Watcher(settings_for(imap_server, ledger.path, idle=True, poll_interval_s=3600), ledger)
     stop = asyncio.Event()
     task = asyncio.create_task(watcher.watch(stop))
     try:
         await eventually(lambda: _has_fact(ledger))  # first pass done, now idling
-        sent = time.monotonic()
         await asyncio.to_thread(append, imap_server, notification(uuid))
-        await eventually(lambda: _is(ledger, uuid, State.OK), within=10)
-        assert time.monotonic() - sent < 5
-        stopping = time.monotonic()
+        await eventually(lambda: _is(ledger, uuid, State.OK), 60, "the mail delivered during IDLE to be applied")
         stop.set()
-        await asyncio.wait_for(task, 5)
-        assert time.monotonic() - stopping < 2  # stop interrupts IDLE promptly
+        await asyncio.wait_for(task, 60)  # stop interrupts IDLE (else: IDLE_RENEW_S, 290 s)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -185,10 +174,10 @@ async def test_watch_survives_a_restart_during_idle_with_one_warning(
         await eventually(lambda: _has_fact(ledger))
         dovecot.stop()
         await eventually(lambda: _logged(caplog, "mailbox unavailable"))
-        await eventually(lambda: _logged(caplog, "still unavailable"), within=15)  # a retry failed, quietly
+        await eventually(lambda: _logged(caplog, "still unavailable"), 15)  # a retry failed, quietly
         dovecot.start()
         append(dovecot, notification(uuid))
-        await eventually(lambda: _is(ledger, uuid, State.OK), within=30)
+        await eventually(lambda: _is(ledger, uuid, State.OK), 30)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -288,16 +277,13 @@ async def test_backlog_of_thousands(dovecot: ImapServer, ledger: Ledger) -> None
             dovecot.deliver(plain_mail(f"other {i}"))
     dovecot.start()
     watcher = Watcher(settings_for(dovecot, ledger.path), ledger)
-    try:
-        started = time.monotonic()
+    try:  # how fast: bench/reconcile.py measures it; a test only checks what happened
         stats = await watcher.run_pass()
-        elapsed = time.monotonic() - started
     finally:
         await watcher.close()
     assert stats.fetched == 3300 and stats.applied == 3000 and stats.marked == 3000
     counts = await ledger.counts()
     assert counts["ok"] == 2000 and counts["error"] == 1000
-    assert elapsed < 20
     flags = flags_by_uuid(dovecot)
     assert sum(1 for k, f in flags.items() if k.startswith("other") and f == set()) == 300
 
@@ -434,33 +420,3 @@ async def _is(ledger: Ledger, uuid: str, wanted: State) -> bool:
 
 async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return any(text in r.getMessage() for r in caplog.records)
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        [(b"1 (UID 7 BODY[HEADER.FIELDS (FROM X-UUIDCANCELACION)] {5}", b"a: b\r"), b")"],
-        [(b"1 (BODY[HEADER.FIELDS (FROM X-UUIDCANCELACION)] {5}", b"a: b\r"), b" UID 7)"],
-        [b"2 (FLAGS (\\Seen))", (b"1 (UID 7 BODY[HEADER.FIELDS (FROM)] {2}", b"\r\n"), b")"],
-        [
-            (b"1 (UID 7 BODY[HEADER.FIELDS (FROM)] {1}", b"x"),
-            b")",
-            (b"2 (UID 9 BODY[HEADER.FIELDS (FROM)] {1}", b"y"),
-            b")",
-        ],
-    ],
-)
-def test_fast_fetch_split_agrees_with_imapclients_parser(data: list[Any]) -> None:
-    from imapclient.response_parser import parse_fetch_response
-
-    from reconciler.mailbox.watcher import split_fetch
-
-    full = parse_fetch_response(data, False, True)
-    expected = {uid: v for uid, item in full.items() for k, v in item.items() if k.startswith(b"BODY[")}
-    assert split_fetch(data) == expected
-
-
-def test_fast_fetch_split_gives_up_on_unknown_shapes() -> None:
-    from reconciler.mailbox.watcher import split_fetch
-
-    assert split_fetch([(b"1 (BODY[HEADER] {1}", b"x"), b")"]) is None  # no UID anywhere

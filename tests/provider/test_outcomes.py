@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.jobs.records import Job
+from reconciler.jobs.records import Change, Job
 from reconciler.jobs.states import State, Trigger
 from reconciler.provider import codes
 from reconciler.provider.acuse import Kind, Verdict, check, sha256
@@ -119,6 +119,167 @@ def test_other_codes_keep_their_meaning() -> None:
     assert (dropped.trigger, dropped.set["claim"], dropped.set["check_at"]) == (None, None, "2026-01-01T00:00:05.000Z")
     processing = status_change(job(), reply(None, 211), "chaser", NOW, LATER, 5)
     assert [k for k, _ in processing.events] == ["status"] and processing.set["check_at"] == "2026-01-01T00:00:30.000Z"
+
+
+# -- whole changes, every field: the status call is where `ok` is decided -------------------------
+
+
+def status_detail(code: int, outcome: str, acuse: bytes | None = None, **verdict: object) -> dict[str, object]:
+    detail: dict[str, object] = {
+        "op": "getStatusCancelacionAsincrona",
+        "code": code,
+        "message": U,
+        "outcome": outcome,
+        "acuse": acuse is not None,
+    }
+    if acuse is not None:
+        detail.update(acuse_from="acuseSat", acuse_sha256=sha256(acuse), acuse_bytes=len(acuse))
+    detail.update(verdict)
+    return detail
+
+
+def test_the_whole_ok_change() -> None:
+    assert status_change(job(claim="OK", checks=2), reply(ACCEPTED), "confirmer", NOW, LATER, 5) == Change(
+        U,
+        Trigger.CONFIRMED_OK,
+        "confirmer",
+        {"code": 200, "message": U, "acuse": ACCEPTED, "acuse_sha256": sha256(ACCEPTED), "check_at": None},
+        [
+            (
+                "status",
+                status_detail(
+                    200,
+                    "done",
+                    ACCEPTED,
+                    verdict="accepted",
+                    reason="EstatusUUID 201: the SAT received the cancellation request",
+                    estatus_uuid=201,
+                    meaning="the SAT received the cancellation request",
+                ),
+            )
+        ],
+    )
+
+
+def test_the_whole_refusal_without_a_claim() -> None:
+    refused = ACCEPTED.replace(b">201<", b">205<")
+    meaning = "the UUID does not exist at the SAT"
+    assert status_change(job(), reply(refused), "chaser", NOW, LATER, 5) == Change(
+        U,
+        Trigger.CONFIRMED_ERROR,
+        "chaser",
+        {
+            "code": 200,
+            "message": f"the SAT refused: EstatusUUID 205: {meaning}",
+            "acuse": refused,
+            "acuse_sha256": sha256(refused),
+            "check_at": None,
+        },
+        [
+            (
+                "status",
+                status_detail(
+                    200,
+                    "failed",
+                    refused,
+                    verdict="refused",
+                    reason=f"the SAT refused: EstatusUUID 205: {meaning}",
+                    estatus_uuid=205,
+                    meaning=meaning,
+                ),
+            )
+        ],
+    )
+
+
+def test_the_whole_213_under_an_ok_claim() -> None:
+    assert status_change(job(claim="OK"), reply(None, 213), "confirmer", NOW, LATER, 5) == Change(
+        U,
+        Trigger.CONFIRMED_ERROR,
+        "confirmer",
+        {"code": 213, "message": U, "check_at": None},
+        [
+            ("status", status_detail(213, "failed")),
+            ("conflict", {"reason": "OK notification contradicted by status code 213", "code": 213}),
+        ],
+    )
+
+
+def test_the_whole_702_with_and_without_a_claim() -> None:
+    assert status_change(job(claim="OK", checks=4), reply(None, 702), "confirmer", NOW, LATER, 5) == Change(
+        U,
+        None,
+        "confirmer",
+        {"code": 702, "message": U, "claim": None, "check_at": "2026-01-01T00:00:05.000Z", "checks": 5},
+        [
+            ("status", status_detail(702, "not_found")),
+            (
+                "conflict",
+                {"reason": "OK notification, but the provider has no transaction for this UUID (702)", "code": 702},
+            ),
+        ],
+        require=State.AWAITING,
+    )
+    assert status_change(job(), reply(None, 702), "chaser", NOW, LATER, 5) == Change(
+        U,
+        Trigger.LOST,
+        "chaser",
+        {"code": 702, "message": U, "next_attempt_at": "2026-01-01T00:00:00.000Z", "check_at": None},
+        [("status", status_detail(702, "not_found"))],
+    )
+
+
+def test_the_whole_wait_and_the_whole_dispute() -> None:
+    assert status_change(job(checks=1), reply(None, 211), "chaser", NOW, LATER, 5) == Change(
+        U,
+        None,
+        "chaser",
+        {"check_at": "2026-01-01T00:00:30.000Z", "checks": 2},
+        [("status", status_detail(211, "processing"))],
+        require=State.AWAITING,
+    )
+    no_acuse = StatusReply(200, U, None, StatusOutcome.DONE, None, None)
+    assert status_change(job(), no_acuse, "chaser", NOW, LATER, 5).events[1] == (
+        "conflict",
+        {"reason": "status 200 is not evidence: the provider says finished but sent no acuse", "code": 200},
+    )
+
+
+def test_a_long_message_is_cut_to_500_characters() -> None:
+    long = StatusReply(213, "x" * 600, None, StatusOutcome.FAILED, None, None)
+    change = status_change(job(), long, "chaser", NOW, LATER, 5)
+    assert change.set["message"] == "x" * 500 and change.events[0][1]["message"] == "x" * 500
+
+
+def test_a_failure_keeps_evidence_and_words_only_from_a_refusal() -> None:
+    """A 213 carrying an unusable acuse: the job fails on the code, the acuse is not stored as evidence."""
+    odd = StatusReply(213, "denegada", b"<x/>", StatusOutcome.FAILED, Verdict(Kind.UNUSABLE, "unreadable"), "acuseSat")
+    change = status_change(job(claim="OK"), odd, "confirmer", NOW, LATER, 5)
+    assert change.set == {"code": 213, "message": "denegada", "check_at": None}
+    assert change.events[1] == ("conflict", {"reason": "OK notification contradicted by status code 213", "code": 213})
+
+
+def test_a_long_refusal_reason_is_cut_to_500() -> None:
+    long = Verdict(Kind.REFUSED, "r" * 600, 205, "gone")
+    change = status_change(
+        job(), StatusReply(200, U, ACCEPTED, StatusOutcome.FAILED, long, "acuseSat"), "c", NOW, LATER, 5
+    )
+    assert change.set["message"] == "r" * 500
+
+
+def test_the_whole_dispute_conflict_names_the_verdict_and_the_acuse() -> None:
+    other = ACCEPTED.replace(U.encode(), OTHER.encode())
+    change = status_change(job(), reply(other, source="mensaje"), "chaser", NOW, LATER, 5)
+    verdict = check(other, U)
+    assert change.events[1] == (
+        "conflict",
+        {
+            "reason": f"status 200 is not evidence: {verdict.reason}",
+            "code": 200,
+            "acuse_from": "mensaje",
+            "acuse_sha256": sha256(other),
+        },
+    )
 
 
 # -- what a cancelarAsincrono reply means -----------------------------------------------

@@ -21,6 +21,7 @@ from reconciler.redact import Redactor
 from reconciler.sandbox import UUIDS_204, UUIDS_211, Sandbox
 from reconciler.sandbox.acuses import AcuseControl
 from tests.fixtures_sandbox import RFC, SandboxFactory, provider_settings
+from tests.harness import eventually
 
 
 def new_job(last: str = "1", rfc: str = RFC) -> JobSpec:
@@ -33,13 +34,15 @@ async def client_for(sb: Sandbox | None, tmp_path: Path, **provider: object) -> 
 
 
 async def status_until(client: ProviderClient, uuid: str, outcome: StatusOutcome, within: float = 5.0) -> StatusReply:
-    """Poll the status call until it answers ``outcome`` (the simulator's delay is 0.3 s)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        reply = await client.status(uuid)
-        if reply.outcome is outcome or asyncio.get_running_loop().time() > deadline:
-            return reply
-        await asyncio.sleep(0.05)
+    """Poll the status call until it answers ``outcome`` (the simulator's delay is 0.3 s); the last reply."""
+    replies: list[StatusReply] = []
+
+    async def answered() -> bool:
+        replies.append(await client.status(uuid))
+        return replies[-1].outcome is outcome
+
+    await eventually(answered, within, f"the status of {uuid} to be {outcome}")
+    return replies[-1]
 
 
 @pytest.mark.parametrize(

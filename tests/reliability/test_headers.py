@@ -328,9 +328,7 @@ def test_a_trusted_error_is_a_claim_the_status_call_decides(stack: Stack) -> Non
     for uuid in (processing, failing):
         wait_until(lambda u=uuid: 211 in asked_since_claim(u), 30, "the status call to be asked after the claim")
     assert set(stack.states().values()) == {"awaiting"}  # a trusted ERROR is not terminal: 211 keeps asking
-    with stack.sandbox.service._lock:
-        for uuid in (processing, failing):
-            stack.sandbox.service._tx[uuid].due = 0.0
+    stack.sandbox.service.decide_now(processing, failing)
     wait_until(lambda: stack.unresolved() == 0, 30, "the status call to decide")
     assert stack.states() == {processing: "ok", failing: "error"}
     assert asked_since_claim(processing)[-1] == 200 and asked_since_claim(failing)[-1] != 200

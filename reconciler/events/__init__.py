@@ -1,0 +1,1 @@
+"""Outcomes out: the outbox rows, Standard Webhooks delivery, command hooks, the dispatcher that drives them."""

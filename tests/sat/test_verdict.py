@@ -1,0 +1,68 @@
+"""The SAT dimension: one view per invoice, the order of precedence, the check levels."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from reconciler.sat.answer import CANCELADO_SIN, CON_ACEPTACION, EN_PROCESO, NO_CANCELABLE, RECHAZADA, SIN_ACEPTACION
+from reconciler.sat.verdict import CRITICAL, WARN, SatFacts, View, judge
+
+NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+PAST = "2026-01-09T00:00:00.000Z"
+FUTURE = "2026-01-11T00:00:00.000Z"
+AT = "2026-01-08T00:00:00.000Z"
+
+
+def f(
+    state: str,
+    estado: str | None = None,
+    cancelable: str | None = None,
+    estatus: str | None = None,
+    until: str | None = FUTURE,
+    late: str | None = FUTURE,
+    checked: str | None = AT,
+) -> SatFacts:
+    return SatFacts(state, estado, cancelable, estatus, checked if estado or checked != AT else None, until, late)
+
+
+@pytest.mark.parametrize(
+    ("facts", "view"),
+    [
+        (SatFacts("queued"), View.TO_SEND),
+        (SatFacts("awaiting"), View.NOT_ASKED),
+        (SatFacts("ok"), View.NOT_ASKED),
+        (f("queued", "Vigente", SIN_ACEPTACION), View.TO_SEND),
+        (f("awaiting", "Vigente", SIN_ACEPTACION), View.ACCEPTED),
+        (f("awaiting", "Vigente", CON_ACEPTACION, EN_PROCESO), View.RECEIVER),
+        (f("ok", "Cancelado", SIN_ACEPTACION, CANCELADO_SIN), View.CANCELLED),
+        (f("error", "Cancelado"), View.CANCELLED),
+        (f("awaiting", "Vigente", CON_ACEPTACION, RECHAZADA), View.RECEIVER_REJECTED),
+        (f("ok", "Vigente", CON_ACEPTACION, RECHAZADA, until=PAST, late=PAST), View.RECEIVER_REJECTED),
+        (f("queued", "Vigente", NO_CANCELABLE), View.NOT_CANCELLABLE),
+        (f("rejected", "Vigente", NO_CANCELABLE), View.NOT_CANCELLABLE),
+        (f("ok", "Vigente", CON_ACEPTACION, EN_PROCESO, until=PAST, late=PAST), View.CONTRADICTION),
+        (f("ok", "Vigente", SIN_ACEPTACION, until=PAST, late=PAST), View.CONTRADICTION),
+        (f("ok", "Vigente", SIN_ACEPTACION, until=PAST, late=FUTURE), View.ACCEPTED),
+        (f("ok", "Vigente", CON_ACEPTACION, EN_PROCESO, until=PAST, late=FUTURE), View.RECEIVER),
+        (f("awaiting", "No Encontrado"), View.NOT_FOUND),
+        (f("awaiting", "Suspendido"), View.UNKNOWN),
+        (f("awaiting", "Vigente", CON_ACEPTACION, EN_PROCESO, until=PAST, late=PAST), View.LATE),
+        (f("awaiting", "Vigente", CON_ACEPTACION, EN_PROCESO, until=PAST, late=FUTURE), View.RECEIVER),
+        (f("error", "Vigente", SIN_ACEPTACION, until=PAST, late=PAST), View.VALID),
+        (f("rejected", "Vigente", SIN_ACEPTACION), View.VALID),
+    ],
+)
+def test_each_invoice_has_one_view(facts: SatFacts, view: View) -> None:
+    assert judge(facts, NOW).view is view
+
+
+def test_the_receiver_view_says_until_when_and_the_levels() -> None:
+    j = judge(f("awaiting", "Vigente", CON_ACEPTACION, EN_PROCESO), NOW)
+    assert j.cell() == f"receiver (until {FUTURE})"
+    assert {View.RECEIVER_REJECTED, View.LATE} == WARN and {View.CONTRADICTION} == CRITICAL
+
+
+def test_an_unparsable_time_is_never_past() -> None:
+    assert judge(f("ok", "Vigente", SIN_ACEPTACION, until="garbage", late="garbage"), NOW).view is View.ACCEPTED
