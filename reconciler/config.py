@@ -224,6 +224,19 @@ class SatSettings(_Section):
         )
 
 
+class DisplaySettings(_Section):
+    # The zone the CLI shows times in (``--tz`` overrides it); the ledger always stores UTC.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from reconciler.configfile import zone
+
+        zone(v, "display.timezone")
+        return v
+
+
 class Settings(BaseSettings):
     """Everything reconciler reads at start; secrets never appear in its repr."""
 
@@ -240,6 +253,7 @@ class Settings(BaseSettings):
     mailbox: MailboxSettings = MailboxSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     metrics: MetricsSettings = MetricsSettings()
+    display: DisplaySettings = DisplaySettings()
     sat: SatSettings = SatSettings()
     events: EventsSettings = EventsSettings()
     webhooks: list[WebhookSettings] = []

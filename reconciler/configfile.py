@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 from reconciler.errors import ConfigError
 
@@ -107,3 +110,28 @@ def ledger_path(explicit_config: str | os.PathLike[str] | None = None) -> Path:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"ledger.path: must be a non-empty string, got {value!r}")
     return Path(value)
+
+
+def zone(name: str, key: str = "--tz") -> ZoneInfo:
+    """A time zone by its IANA name (``America/Mexico_City``); ConfigError naming ``key`` otherwise."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # OSError: a name too long for a file (tzdata)
+        shown = name if len(name) <= 80 else name[:80] + "..."
+        raise ConfigError(f"{key}: unknown time zone {shown!r} (an IANA name such as America/Mexico_City)") from e
+
+
+def display_zone(explicit_config: str | os.PathLike[str] | None, flag: str | None) -> ZoneInfo:
+    """``--tz``, else ``[display] timezone`` (environment, then the TOML file), else UTC."""
+    if flag:
+        return zone(flag)
+    name = env_value("display.timezone")
+    if not name:
+        path, required = config_path(explicit_config)
+        section = read_toml(path, required).get("display", {})
+        name = section.get("timezone") if isinstance(section, dict) else None
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"display.timezone: must be a string, got {name!r}")
+    return zone(name or "UTC", "display.timezone")

@@ -15,6 +15,9 @@ import asyncio
 import logging
 import random
 import secrets
+import shlex
+import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -260,6 +263,7 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
                 if done == len(uuids) and await ledger.event_count("untrusted") and await _sat_settled(ledger):
                     break
                 await asyncio.sleep(0.2)
+        console.line()  # end the progress line before anything else is printed
         undelivered = await _drain(ledger)
         daemon.stop.set()
         await task
@@ -284,6 +288,27 @@ async def _drive(settings: Settings, uuids: list[str], forged: str, console: Con
         if provider is not None:
             await provider.aclose()
         await ledger.close()
+
+
+def invocation(argv0: str | None = None, executable: str | None = None) -> str:
+    """How to run reconciler again from the shell the user is in, quoted for it.
+
+    ``reconciler`` when that name on PATH is this program; else this interpreter with ``-m`` (a venv
+    not activated, ``python -m reconciler``); else the script's absolute path.
+    """
+    argv0 = argv0 if argv0 is not None else sys.argv[0]
+    executable = executable or sys.executable
+    found = shutil.which("reconciler")
+    if found and Path(argv0).name == "reconciler" and Path(found).resolve() == Path(argv0).resolve():
+        return "reconciler"
+    if Path(argv0).name in ("__main__.py", "-m", "-c", "") or not Path(argv0).exists():
+        return f"{shlex.quote(executable)} -m reconciler"
+    return shlex.quote(str(Path(argv0).resolve()))
+
+
+def remove(directory: Path) -> None:
+    """The demo's temporary directory, gone (its ledger, config, secrets and mailbox)."""
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _drain(ledger: Ledger) -> int:

@@ -16,7 +16,19 @@ import sys
 import click
 
 from reconciler import __version__
-from reconciler.cli import backup, configinfo, daemon, events, export, preflight, queue, reports, sandbox
+from reconciler.cli import (
+    backup,
+    configinfo,
+    daemon,
+    events,
+    files,
+    listing,
+    operator,
+    preflight,
+    queue,
+    reports,
+    sandbox,
+)
 from reconciler.cli.context import Context
 from reconciler.cli.output import silence_stdout
 from reconciler.errors import ConfigError, ReconcilerError, ValidationError
@@ -38,18 +50,25 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 # -- the commands (`--help` lists them sorted by name) --------------------------------
 cli.add_command(queue.submit)
-cli.add_command(queue.import_)
-cli.add_command(reports.status)
+cli.add_command(files.import_)
+cli.add_command(listing.status)
 cli.add_command(reports.summary)
 cli.add_command(reports.check)
-cli.add_command(export.acuse)
-cli.add_command(export.export)
+cli.add_command(files.acuse)
+cli.add_command(files.export)
 cli.add_command(daemon.run)
 cli.add_command(daemon.migrate)
 cli.add_command(daemon.resume)
 cli.add_command(sandbox.demo)
 cli.add_command(sandbox.sandbox)
 cli.add_command(preflight.config_group)
+cli.add_command(operator.hold)
+cli.add_command(operator.release)
+cli.add_command(operator.held)
+cli.add_command(operator.pause)
+cli.add_command(operator.unpause)
+cli.add_command(operator.requeue)
+cli.add_command(operator.forget)
 cli.add_command(events.events)
 cli.add_command(events.deliveries)
 cli.add_command(events.redeliver)

@@ -1,4 +1,4 @@
-"""Queueing commands: ``submit`` one job, ``import`` CSV and CFDI XML files of them (no network: the daemon sends)."""
+"""Queueing one job: ``submit`` (no network: the daemon sends).  ``import`` lives in :mod:`reconciler.cli.files`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import click
 
 from reconciler.cli.context import Context, run, with_ledger
 from reconciler.cli.output import Report, output_options, render
+from reconciler.errors import ValidationError
 
 if TYPE_CHECKING:
     from reconciler.jobs.records import Job
@@ -33,33 +34,16 @@ def submit(ctx: Context, uuid: str, rfc: str, motivo: str, folio_sustitucion: st
         return result.added == 1, await ledger.get_job(spec.uuid)
 
     queued, job = run(with_ledger(ctx, go, create=True))
+    if not queued and job.spec != spec:
+        raise ValidationError(
+            f"{job.uuid} is already in the ledger with rfc {job.rfc_emisor}, motivo {job.motivo}, folio_sustitucion "
+            f"{job.folio_sustitucion or '-'} (state {job.state}), not rfc {spec.rfc_emisor}, motivo {spec.motivo}, "
+            f"folio_sustitucion {spec.folio_sustitucion or '-'}; nothing changed "
+            "(a queued job never sent can be removed with `reconciler forget` and submitted again)"
+        )
     line = (
         f"queued {job.uuid} (rfc {job.rfc_emisor}, motivo {job.motivo})"
         if queued
         else f"{job.uuid} is already in the ledger (state {job.state}); nothing changed"
     )
     render(Report({"uuid": job.uuid, "queued": queued, "state": str(job.state)}, [line]), as_json)
-
-
-@click.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(allow_dash=True))
-@click.option("--motivo", default=None, help="SAT cancellation reason 01-04 for every CFDI XML file (default 02).")
-@click.option("--folio-sustitucion", default=None, help="The replacing invoice's UUID for every CFDI XML file.")
-@output_options
-@click.pass_obj
-def import_(
-    ctx: Context, paths: tuple[str, ...], motivo: str | None, folio_sustitucion: str | None, as_json: bool
-) -> None:
-    """Queue jobs from CSV files (header uuid,rfc,...) and CFDI XML files or directories, all or nothing."""
-    from reconciler.cli.importing import gather
-    from reconciler.clock import utc_now
-
-    specs = gather(paths, motivo, folio_sustitucion)
-
-    async def go(ledger: Ledger) -> tuple[int, list[str]]:
-        result = await ledger.add_jobs(specs, utc_now(), source="import")
-        return result.added, result.existing
-
-    added, existing = run(with_ledger(ctx, go, create=True))
-    line = f"{len(specs)} rows: {added} queued, {len(existing)} already in the ledger"
-    render(Report({"rows": len(specs), "queued": added, "existing": existing}, [line]), as_json)

@@ -1,11 +1,10 @@
-"""Read commands about the jobs and the daemon: ``status``, ``summary`` and the monitoring probe ``check``.
+"""Read commands about the daemon: ``summary`` and the monitoring probe ``check`` (``status``: cli/listing.py).
 
 Each builds one :class:`~reconciler.cli.output.Report`; the ledger is opened read-only.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,71 +19,10 @@ from reconciler.jobs.states import State
 
 if TYPE_CHECKING:
     from reconciler.daemon.health import Health, Snapshot
-    from reconciler.jobs.records import Job
     from reconciler.ledger.lock import Holder
     from reconciler.ledger.store import Ledger
 
 STATES = tuple(str(s) for s in State)
-
-
-@click.command()
-@click.argument("uuid", required=False)
-@click.option("--state", type=click.Choice(STATES), help="Only jobs in this state.")
-@click.option(
-    "--limit", type=click.IntRange(min=0), default=100, show_default=True, help="At most this many jobs (0: all)."
-)
-@output_options
-@click.pass_obj
-def status(ctx: Context, uuid: str | None, state: str | None, limit: int, as_json: bool) -> None:
-    """A table of jobs with the SAT's word on each, or one job with its event history."""
-
-    if uuid is not None:
-        from reconciler.jobs.validation import parse_uuid
-
-        key = parse_uuid(uuid)
-
-        async def one(ledger: Ledger) -> tuple[Job, list[dict[str, Any]]]:
-            return await ledger.get_job(key), [e.as_dict() for e in await ledger.events(key)]
-
-        job, events = run(with_ledger(ctx, one))
-        history = Table(
-            ("at", "kind", "source", "detail"),
-            [(e["at"], e["kind"], e["source"], json.dumps(e["detail"], ensure_ascii=False)) for e in events],
-            "events",
-        )
-        render(
-            Report({**job.as_dict(), "events": events}, [Table(("field", "value"), job.as_dict().items()), history]),
-            as_json,
-        )
-        return
-
-    async def many(ledger: Ledger) -> list[Job]:
-        return await ledger.list_jobs(State(state) if state else None, limit or None)
-
-    from reconciler.clock import utc_now
-    from reconciler.sat.verdict import facts_of, judge
-
-    jobs = run(with_ledger(ctx, many))
-    now = utc_now()
-    rows = [
-        (
-            j.uuid,
-            j.rfc_emisor,
-            j.motivo,
-            j.state,
-            j.code,
-            j.attempts,
-            j.created_at,
-            j.resolved_at,
-            "yes" if j.overdue else "",
-            judge(facts_of(j), now).cell(),
-        )
-        for j in jobs
-    ]
-    columns = ("uuid", "rfc", "motivo", "state", "code", "attempts", "created", "resolved", "overdue", "sat")
-    render(Report([j.as_dict() for j in jobs], [Table(columns, rows)]), as_json)
-    if not as_json and limit and len(jobs) == limit:
-        click.echo(f"(first {limit} jobs; --limit 0 shows all)", err=True)
 
 
 async def snapshot(ledger: Ledger) -> Snapshot:
@@ -128,6 +66,7 @@ class Summary:
     overdue: int
     recent_conflicts: int
     breaker: Mapping[str, Any] | None
+    paused: Mapping[str, Any] | None
     heartbeat: Mapping[str, Any] | None
     daemon: DaemonProcess
     last_mailbox_pass: Mapping[str, Any] | None
@@ -144,6 +83,7 @@ class Summary:
             overdue=snap.overdue,
             recent_conflicts=snap.recent_conflicts,
             breaker=facts.get("breaker"),
+            paused=facts.get("paused"),
             heartbeat=facts.get("heartbeat"),
             daemon=DaemonProcess.of(held),
             last_mailbox_pass=facts.get("mailbox_pass"),
@@ -162,6 +102,7 @@ class Summary:
                     ("heartbeat", (self.heartbeat or {}).get("recorded_at", "never")),
                     ("last mailbox pass", (self.last_mailbox_pass or {}).get("recorded_at", "never")),
                     ("circuit breaker", _breaker_text(self.breaker)),
+                    ("submissions", _paused_text(self.paused)),
                     ("health", f"{self.health}: {'; '.join(self.problems) or 'all good'}"),
                 ],
                 "daemon",
@@ -186,6 +127,13 @@ def summary(ctx: Context, as_json: bool) -> None:
     snap = run(with_ledger(ctx, snapshot))
     result = Summary.of(snap, evaluate(snap, utc_now()), lock.holder(ctx.ledger_path()))
     render(Report(asdict(result), result.tables()), as_json)
+
+
+def _paused_text(fact: Mapping[str, Any] | None) -> str:
+    if not fact:
+        return "running"
+    reason = f": {fact['reason']}" if fact.get("reason") else ""
+    return f"PAUSED by {fact.get('by')} since {fact.get('recorded_at')}{reason}"
 
 
 def _breaker_text(breaker: Mapping[str, Any] | None) -> str:

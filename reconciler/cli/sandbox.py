@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -51,9 +52,16 @@ def demo(keep: bool, generated: int, signing: str) -> int:
     )
     console.print(forged)
     run(_summary_table(result.config))
-    where = f"demo ledger: {result.config.parent / 'ledger.sqlite3'} (log: {result.config.parent / 'demo.log'})"
-    console.print(escape(where))
-    console.print(escape(f"try: reconciler --config {result.config} status"))
+    from reconciler.cli.demo import invocation, remove
+
+    me = invocation()
+    if keep or not result.ok:  # a failed demo keeps its files to look at
+        where = f"demo ledger: {result.config.parent / 'ledger.sqlite3'} (log: {result.config.parent / 'demo.log'})"
+        console.print(escape(where))
+        console.print(escape(f"try: {me} --config {shlex.quote(str(result.config))} status"))
+    else:
+        remove(result.directory)
+        console.print(escape(f"demo files removed; `{me} demo --keep` keeps them (and the servers) to explore"))
     console.print(
         "[green]every job reached the state the simulator intended[/]" if result.ok else "[red]demo FAILED[/]"
     )

@@ -111,6 +111,14 @@ def evaluate(
             f"submissions stopped by provider code {breaker.get('code')} at {breaker.get('recorded_at')} "
             f"({breaker.get('meaning', '')}); fix the account, then `reconciler resume`",
         )
+    paused = snapshot.facts.get("paused")
+    if paused:
+        raise_to(
+            Level.WARNING,
+            f"submissions paused by {paused.get('by')} at {paused.get('recorded_at')}"
+            + (f" ({paused['reason']})" if paused.get("reason") else "")
+            + "; `reconciler unpause` resumes",
+        )
     if integrity is not None and integrity != ["ok"]:
         shown = "; ".join(integrity[:3]) + (f" (and {len(integrity) - 3} more)" if len(integrity) > 3 else "")
         raise_to(Level.CRITICAL, f"ledger integrity check failed: {shown}; restore the last backup")

@@ -29,6 +29,7 @@ from reconciler.daemon.totals import Totals
 from reconciler.errors import LedgerError, MailboxError
 from reconciler.jobs.records import Change, Job
 from reconciler.jobs.states import State, Trigger
+from reconciler.ledger import controls
 from reconciler.ledger.store import Ledger
 from reconciler.provider import breaker
 from reconciler.provider.breaker import Breaker, Load
@@ -73,6 +74,7 @@ class Daemon:
         self.fatal: BaseException | None = None
         self._slots = asyncio.Semaphore(settings.provider.max_concurrency)
         self.breaker = Breaker()
+        self._was_paused = False
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -190,6 +192,8 @@ class Daemon:
             if not go:
                 return 0
             await self.load_breaker()
+            if await self._paused():
+                return 0
             inflight: set[asyncio.Task[int]] = set()
             exhausted = False
             try:
@@ -197,7 +201,9 @@ class Daemon:
                     width = self.breaker.width(self.settings.provider.max_concurrency)
                     can_claim = not (exhausted or self.breaker.tripped or self.stop.is_set())
                     if can_claim and len(inflight) <= width // 2:
-                        jobs = await self.ledger.claim_due(self.clock(), width - len(inflight))
+                        # A pause stops a long pass too, between two claims (a fact read: cheap).
+                        paused = await self._paused()
+                        jobs = [] if paused else await self.ledger.claim_due(self.clock(), width - len(inflight))
                         exhausted = not jobs
                         inflight.update(asyncio.create_task(self._submit_one(job)) for job in jobs)
                     if not inflight:
@@ -208,6 +214,21 @@ class Daemon:
                 if inflight:  # an error above: let the calls already made record their replies
                     await asyncio.gather(*inflight, return_exceptions=True)
         return sent
+
+    async def _paused(self) -> bool:
+        """An operator's `reconciler pause`, read from the ledger every pass (logged when it changes)."""
+        fact = (await self.ledger.facts()).get(controls.PAUSED)
+        if (fact is not None) != self._was_paused:
+            self._was_paused = fact is not None
+            if fact is not None:
+                log.warning(
+                    "submissions paused by %s at %s; `reconciler unpause` resumes",
+                    fact.get("by"),
+                    fact.get("recorded_at"),
+                )
+            else:
+                log.info("submissions unpaused")
+        return fact is not None
 
     async def _submit_one(self, job: Job) -> int:
         async with self._slots:

@@ -31,10 +31,12 @@ class Trigger(StrEnum):
     CONFIRMED_ERROR = "confirmed_error"  # trusted ERROR notification
     LOST = "lost"  # status call says 702: the provider has no transaction, submit again
     NOTIFIED = "notified"  # a trusted OK claim arrived before our record of the acceptance
+    REQUEUE = "requeue"  # an operator sends a failed job again after fixing the cause (`reconciler requeue`)
     NOT_CANCELLABLE = "not_cancellable"  # the SAT's preflight says No cancelable: never sent
 
 
 TERMINAL: frozenset[State] = frozenset({State.OK, State.ERROR, State.REJECTED})
+REQUEUABLE: tuple[State, ...] = (State.ERROR, State.REJECTED)
 
 # Notifications can overtake our own record of the provider's acceptance (a crash
 # between the SOAP reply and its commit), so outcomes apply from queued/submitting too.
@@ -52,6 +54,9 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (State.QUEUED, Trigger.NOT_CANCELLABLE): State.REJECTED,
     **{(s, Trigger.CONFIRMED_OK): State.OK for s in _OUTCOME_FROM},
     **{(s, Trigger.CONFIRMED_ERROR): State.ERROR for s in _OUTCOME_FROM},
+    # The only edges out of a terminal state, taken by an operator only: nothing was cancelled
+    # (the SAT refused or the provider rejected the request), so sending again is safe.  OK never moves.
+    **{(s, Trigger.REQUEUE): State.QUEUED for s in REQUEUABLE},
 }
 
 

@@ -225,4 +225,13 @@ MIGRATIONS: tuple[str, ...] = (
                                 CASE WHEN json_valid(new.detail) THEN json(new.detail) ELSE new.detail END)));
     END;
     """,
+    # 6: operator holds (`reconciler hold`): a held job is never claimed by the submitter.  One row
+    # per held job, who held it and when; `release` deletes the row (the events keep the history).
+    """
+    CREATE TABLE holds (
+        uuid TEXT PRIMARY KEY,
+        at   TEXT NOT NULL,
+        by   TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )

@@ -58,6 +58,7 @@ _SETTABLE = frozenset(
         "acuse_sha256",
         "claim",
         "overdue_at",
+        "resolved_at",
         *sat.SETTABLE,
     }
 )
@@ -209,6 +210,14 @@ class Ledger:
             await asyncio.sleep(backoff.delay(attempt, *_LOCK_BACKOFF_S, self._rng))
         if attempt:
             log.info("ledger %s: write lock free after %.1fs; carrying on", self.path, time.monotonic() - started)
+
+    # For the ledger's own modules (controls, imports): the connection, a write transaction, a read.
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        return self._db
+
+    async def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return await self._all(sql, params)
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
@@ -380,6 +389,7 @@ class Ledger:
             gate = " AND sat_cleared = 1" if self.preflight_gate else ""
             async with db.execute(
                 f"SELECT uuid FROM jobs WHERE state = 'queued' AND next_attempt_at <= ?{gate} "
+                "AND uuid NOT IN (SELECT uuid FROM holds) "  # an operator's hold: never sent
                 "ORDER BY next_attempt_at, created_at LIMIT ?",
                 (at, limit),
             ) as cur:

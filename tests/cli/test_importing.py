@@ -39,7 +39,7 @@ def test_xml_files_and_directories_import_with_the_sats_fields(tmp_path: Path, e
     csv.write_text(f"uuid,rfc,rfc_receptor,total,sello\n{d},EKU9003173C9,XAXX010101000,10.5,{sello_for(d)}\n")
     result = run_cli("import", str(tmp_path / "cfdi"), str(single), str(csv), "--motivo", "03", "--json", env=env)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"rows": 4, "queued": 4, "existing": []}
+    assert json.loads(result.stdout) == {"rows": 4, "queued": 4, "existing": 0, "dry_run": False}
     found = jobs(env)
     assert {u: (j["rfc_receptor"], j["total"], j["motivo"]) for u, j in found.items()} == {
         a: ("XAXX010101000", "1160.00", "03"),

@@ -126,20 +126,26 @@ def test_import_all_or_nothing_then_export(ledger_env: dict[str, str], tmp_path:
         csv.writer(f).writerows(rows)
     result = run_cli("import", str(path), env=ledger_env)
     assert result.returncode == 2
-    assert "1 bad row, nothing imported: line 151: uuid: not a UUID: 'bad-uuid'" in result.stderr
+    assert f"{path}: line 151: uuid: not a UUID: 'bad-uuid'" in result.stderr
+    assert "1 bad row (each listed above), nothing imported" in result.stderr
     assert not (tmp_path / "state" / "ledger.db").exists() or cli_json("summary", env=ledger_env)["total"] == 0  # type: ignore[index]
     del rows[150]
     with path.open("w", newline="") as f:
         csv.writer(f).writerows(rows)
-    assert cli_json("import", str(path), env=ledger_env) == {"rows": 300, "queued": 300, "existing": []}
+    assert cli_json("import", str(path), env=ledger_env) == {
+        "rows": 300,
+        "queued": 300,
+        "existing": 0,
+        "dry_run": False,
+    }
     again = cli_json("import", str(path), env=ledger_env)
-    assert again["queued"] == 0 and len(again["existing"]) == 300  # type: ignore[index]
+    assert again["queued"] == 0 and again["existing"] == 300  # type: ignore[index]
     summary = cli_json("summary", env=ledger_env)
     assert summary["counts"]["queued"] == 300 and summary["total"] == 300  # type: ignore[index]
     out = run_cli("export", "--format", "csv", "--state", "queued", env=ledger_env)
     exported = list(csv.DictReader(out.stdout.splitlines()))
     assert sorted(r["uuid"] for r in exported) == sorted(good)
-    assert {r["has_acuse"] for r in exported} == {"False"}
+    assert {r["has_acuse"] for r in exported} == {"false"}
     lines = run_cli("export", "--format", "jsonl", "--state", "ok", env=ledger_env).stdout.splitlines()
     assert lines == []
     target = tmp_path / "out.jsonl"
@@ -241,7 +247,8 @@ def test_submit_and_import_refuse_a_look_alike_uuid(ledger_env: dict[str, str], 
         csv.writer(f).writerows([["uuid", "rfc"], [U, RFC], [lookalike, RFC]])
     result = run_cli("import", str(path), env=ledger_env)
     assert result.returncode == 2
-    assert "nothing imported: line 3: uuid: non-ASCII character 'ﬀ' (U+FB00) at position 35" in result.stderr
+    assert "line 3: uuid: non-ASCII character 'ﬀ' (U+FB00) at position 35" in result.stderr
+    assert "1 bad row (each listed above), nothing imported" in result.stderr
     folio = run_cli(
         "submit", U, "--rfc", RFC, "--motivo", "01", "--folio-sustitucion", "\uff11" + U[1:], env=ledger_env
     )

@@ -30,6 +30,13 @@ ALIVE = {
     ("facts", "overdue", "conflicts", "level", "problem"),
     [
         (ALIVE, 0, 0, Level.OK, None),
+        (
+            {**ALIVE, "paused": {"by": "ana", "reason": "CSD renewal", "recorded_at": ago(60)}},
+            0,
+            0,
+            Level.WARNING,
+            "submissions paused by ana at",
+        ),
         ({}, 0, 0, Level.WARNING, "no daemon has run against this ledger yet"),
         (
             {**ALIVE, "heartbeat": {**ALIVE["heartbeat"], "recorded_at": ago(31)}},

@@ -6,7 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.jobs.states import TERMINAL, TRANSITIONS, State, Trigger, step
+from reconciler.jobs.states import REQUEUABLE, TERMINAL, TRANSITIONS, State, Trigger, step
+
+# What the daemon fires; REQUEUE comes from an operator only (`reconciler requeue`).
+MACHINE = [t for t in Trigger if t is not Trigger.REQUEUE]
 
 
 @pytest.mark.parametrize(
@@ -35,7 +38,7 @@ def test_state_strings_are_the_documented_ones() -> None:
     assert {str(s) for s in TERMINAL} == {"ok", "error", "rejected"}
 
 
-@pytest.mark.parametrize(("state", "trigger"), list(itertools.product(TERMINAL, Trigger)))
+@pytest.mark.parametrize(("state", "trigger"), list(itertools.product(TERMINAL, MACHINE)))
 def test_terminal_never_changes(state: State, trigger: Trigger) -> None:
     result = step(state, trigger)
     assert result.new is None
@@ -43,8 +46,13 @@ def test_terminal_never_changes(state: State, trigger: Trigger) -> None:
     assert result.conflict is not same
 
 
-def test_no_edge_leaves_a_terminal_state() -> None:
-    assert not [key for key in TRANSITIONS if key[0] in TERMINAL]
+def test_only_an_operator_requeue_leaves_a_terminal_state_and_never_ok() -> None:
+    leaving = {key: new for key, new in TRANSITIONS.items() if key[0] in TERMINAL}
+    assert leaving == {(State.ERROR, Trigger.REQUEUE): State.QUEUED, (State.REJECTED, Trigger.REQUEUE): State.QUEUED}
+    assert State.OK not in REQUEUABLE
+    assert step(State.OK, Trigger.REQUEUE).conflict
+    for state in (State.QUEUED, State.SUBMITTING, State.AWAITING):
+        assert step(state, Trigger.REQUEUE).new is None
 
 
 @pytest.mark.parametrize(("state", "trigger"), [(State.AWAITING, Trigger.CLAIM), (State.QUEUED, Trigger.ACCEPTED)])
@@ -53,7 +61,7 @@ def test_inapplicable_trigger_is_a_noop_not_a_conflict(state: State, trigger: Tr
     assert result.new is None and not result.conflict and result.reason
 
 
-@given(st.lists(st.sampled_from(list(Trigger)), max_size=40))
+@given(st.lists(st.sampled_from(MACHINE), max_size=40))
 def test_any_sequence_reaches_at_most_one_terminal_state(triggers: list[Trigger]) -> None:
     state = State.QUEUED
     terminal_seen: set[State] = set()

@@ -1,0 +1,168 @@
+"""Reading many jobs fast: one cursor, rows already shaped by SQLite, fetched in chunks.
+
+``status --json``, ``export`` and the ``status`` table read through here.  SQLite builds each
+JSON object or CSV row in C (``json_object``, CASE), so Python only writes text: a million jobs
+stream in seconds in bounded memory.  One statement means one snapshot: the output is
+consistent even while the daemon writes.  Order is the order jobs were queued (rowid).
+
+The JSON shape is :meth:`reconciler.jobs.records.Job.as_dict`'s; a test holds them together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from reconciler.errors import LedgerError
+from reconciler.jobs.states import TERMINAL
+from reconciler.redact import FORMULA_STARTS
+
+if TYPE_CHECKING:
+    from reconciler.ledger.store import Ledger
+
+CHUNK = 5000
+_FINISHED = ", ".join(f"'{s}'" for s in sorted(TERMINAL))
+_OVERDUE = f"(overdue_at IS NOT NULL AND state NOT IN ({_FINISHED}))"
+_FORMULA = ", ".join("'" + c.replace("'", "''") + "'" if c.isprintable() else f"char({ord(c)})" for c in FORMULA_STARTS)
+
+
+def _bool_json(expr: str) -> str:
+    return f"CASE WHEN {expr} THEN json('true') ELSE json('false') END"  # constants: parsed once
+
+
+def _cell(column: str) -> str:
+    """A CSV cell a spreadsheet reads as data (a leading ``'`` before a formula start), as outside.csv_cell."""
+    return f"CASE WHEN substr({column}, 1, 1) IN ({_FORMULA}) THEN '''' || {column} ELSE {column} END"
+
+
+JSON = (
+    "json_object('uuid', uuid, 'rfc_emisor', rfc_emisor, 'motivo', motivo, 'folio_sustitucion', folio_sustitucion,"
+    " 'state', state, 'code', code, 'message', message, 'attempts', attempts, 'created_at', created_at,"
+    " 'submitted_at', submitted_at, 'resolved_at', resolved_at, 'overdue', " + _bool_json(_OVERDUE) + ","
+    " 'next_attempt_at', next_attempt_at, 'has_acuse', " + _bool_json("acuse IS NOT NULL") + ","
+    " 'acuse_sha256', acuse_sha256, 'rfc_receptor', rfc_receptor, 'total', total, 'sat_estado', sat_estado,"
+    " 'sat_es_cancelable', sat_es_cancelable, 'sat_estatus_cancelacion', sat_estatus_cancelacion,"
+    " 'sat_checked_at', sat_checked_at, 'sat_due_at', sat_due_at, 'sat_until', sat_until, 'sat_calls', sat_calls)"
+)
+# The SAT dimension's inputs (reconciler.sat.verdict.SatFacts, in its order), selected after the
+# shaped columns: the `sat` view is judged in Python (cli/files.py) and put between the two halves.
+SAT_FACTS = "state, sat_estado, sat_es_cancelable, sat_estatus_cancelacion, sat_checked_at, sat_until, sat_late_after"
+# Export's JSON lines: the export fields only (status --json has every field), as two objects that
+# the `sat` view joins: the fields before it, the fields after it.
+JSONL = (
+    "json_object('uuid', uuid, 'rfc_emisor', rfc_emisor, 'motivo', motivo, 'folio_sustitucion', folio_sustitucion,"
+    " 'state', state, 'code', code, 'message', message, 'attempts', attempts, 'created_at', created_at,"
+    " 'submitted_at', submitted_at, 'resolved_at', resolved_at, 'overdue', " + _bool_json(_OVERDUE) + ","
+    " 'has_acuse', " + _bool_json("acuse IS NOT NULL") + ", 'rfc_receptor', rfc_receptor, 'total', total),"
+    " json_object('sat_estado', sat_estado, 'sat_es_cancelable', sat_es_cancelable,"
+    " 'sat_estatus_cancelacion', sat_estatus_cancelacion, 'sat_checked_at', sat_checked_at), " + SAT_FACTS
+)
+CSV_FIELDS = (
+    "uuid",
+    "rfc_emisor",
+    "motivo",
+    "folio_sustitucion",
+    "state",
+    "code",
+    "message",
+    "attempts",
+    "created_at",
+    "submitted_at",
+    "resolved_at",
+    "overdue",
+    "has_acuse",
+    "rfc_receptor",
+    "total",
+    "sat",
+    "sat_estado",
+    "sat_es_cancelable",
+    "sat_estatus_cancelacion",
+    "sat_checked_at",
+)
+SAT_AT = CSV_FIELDS.index("sat")  # judged in Python (cli/files.py), not a column
+_CSV_EXPR = {
+    "rfc_emisor": _cell("rfc_emisor"),
+    "folio_sustitucion": _cell("folio_sustitucion"),
+    "message": _cell("message"),
+    "overdue": f"CASE WHEN {_OVERDUE} THEN 'true' ELSE 'false' END",
+    "has_acuse": "CASE WHEN acuse IS NOT NULL THEN 'true' ELSE 'false' END",
+    "sat_estado": _cell("sat_estado"),
+    "sat_es_cancelable": _cell("sat_es_cancelable"),
+    "sat_estatus_cancelacion": _cell("sat_estatus_cancelacion"),
+}
+CSV = ", ".join(_CSV_EXPR.get(f, f) for f in CSV_FIELDS if f != "sat") + ", " + SAT_FACTS
+
+
+def _quoted(column: str) -> str:
+    """A free-text column as a CSV field the way Python's csv module quotes one (and a lone carriage
+    return too), empty for NULL, a formula start defused (:func:`_cell`)."""
+    needs = " OR ".join(f"instr({column}, {c})" for c in ("','", "'\"'", "char(10)", "char(13)"))
+    cell = _cell(column)
+    return (
+        f"CASE WHEN {column} IS NULL THEN '' WHEN {needs} THEN '\"' || replace({cell}, '\"', '\"\"') || '\"'"
+        f" ELSE {cell} END"
+    )
+
+
+_FREE = ("message", "sat_estado", "sat_es_cancelable", "sat_estatus_cancelacion")
+
+
+def _line(fields: Sequence[str]) -> str:
+    return " || ',' || ".join(_quoted(f) if f in _FREE else f"coalesce({_CSV_EXPR.get(f, f)}, '')" for f in fields)
+
+
+# A whole CSV line per row, built by SQLite, in two halves the `sat` view joins.  Only `message` (the
+# provider's text) and the SAT's answers are free text: the other fields are validated UUIDs, RFCs
+# ([A-Z&Ñ0-9]), totals, codes, numbers and times, which never need quoting nor start a formula.
+CSV_LINE = _line(CSV_FIELDS[:SAT_AT]) + ", " + _line(CSV_FIELDS[SAT_AT + 1 :]) + ", " + SAT_FACTS
+TABLE_FIELDS = ("uuid", "rfc_emisor", "motivo", "state", "code", "attempts", "created_at", "resolved_at", "overdue")
+TABLE = ", ".join(f"{_OVERDUE}" if f == "overdue" else f for f in TABLE_FIELDS) + ", " + SAT_FACTS
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Which jobs: all of them, or those in ``state``, of ``rfc``, changed since ``since`` (UTC ISO)."""
+
+    state: str | None = None
+    rfc: str | None = None
+    since: str | None = None
+    newest_first: bool = False
+    limit: int | None = None
+
+    def sql(self, columns: str) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        # "+state": walk the table in rowid order and filter, never the state index and then a sort of
+        # every match (the newest 100 'ok' jobs of a million are then the last rows read, not a sort).
+        for clause, value in (
+            ("+state = ?", self.state),
+            ("rfc_emisor = ?", self.rfc),
+            ("updated_at >= ?", self.since),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = f"SELECT {columns} FROM jobs"  # fixed column expressions, ? placeholders
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY rowid" + (" DESC" if self.newest_first else "")
+        if self.limit is not None:
+            sql += " LIMIT ?"
+            params.append(self.limit)
+        return sql, params
+
+
+async def chunks(ledger: Ledger, columns: str, query: Query, size: int = CHUNK) -> AsyncIterator[Sequence[Any]]:
+    """The rows of ``SELECT columns`` for ``query``, ``size`` at a time, from one cursor."""
+    sql, params = query.sql(columns)
+    try:
+        async with ledger.connection.execute(sql, params) as cur:
+            while True:
+                rows = list(await cur.fetchmany(size))
+                if not rows:
+                    return
+                yield rows
+    except sqlite3.Error as e:
+        raise LedgerError(f"ledger {ledger.path}: {e}") from e
