@@ -202,7 +202,8 @@ class Dispatcher:
             if made:
                 continue
             wait = poll
-            nxt = await self.store.next_due_at(target.name)
+            # A disabled endpoint's deliveries stay due but are not sent: look again only after the poll.
+            nxt = None if await self.store.disabled(target.name) else await self.store.next_due_at(target.name)
             if nxt is not None:
                 wait = min(poll, max(0.0, (parse_iso(nxt) - self.clock()).total_seconds()))
             with contextlib.suppress(TimeoutError):
