@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from reconciler.errors import ValidationError
-from reconciler.jobs.jobfile import MAX_LINE
+from reconciler.jobs.jobfile import MAX_LINE, bounded_lines
 
 UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
@@ -37,18 +37,7 @@ def _hint(encoding: str | None) -> str:
 
 def _lines(text: IO[str], name: str, encoding: str, limit: int = MAX_LINE) -> Iterator[str]:
     """Lines of a wide encoding (UTF-16/32), decoded by chunks."""
-    number = 0
-    while True:
-        try:
-            line = text.readline(limit + 1)
-        except UnicodeDecodeError as e:
-            raise ValidationError(f"{name}: line {number + 1}: not {encoding} text ({e.reason})") from e
-        if not line:
-            return
-        number += 1
-        if len(line) > limit and not line.endswith("\n"):
-            raise ValidationError(f"{name}: line {number}: longer than {limit} characters; not a job file")
-        yield line
+    return bounded_lines(text, name, limit, encoding)
 
 
 def _byte_lines(stream: IO[bytes], name: str, codec: str, encoding: str | None, limit: int = MAX_LINE) -> Iterator[str]:

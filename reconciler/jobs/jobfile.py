@@ -16,14 +16,14 @@ MAX_REPORTED = 20
 MAX_LINE = 4096  # characters: a row is about 60; /dev/zero or a binary file is not read without end
 
 
-def bounded_lines(stream: IO[str], name: str, limit: int = MAX_LINE) -> Iterator[str]:
+def bounded_lines(stream: IO[str], name: str, limit: int = MAX_LINE, encoding: str = "UTF-8") -> Iterator[str]:
     """The stream's lines; a line longer than ``limit`` stops with one ValidationError naming it."""
     number = 0
     while True:
         try:
             line = stream.readline(limit + 1)
         except UnicodeDecodeError as e:
-            raise ValidationError(f"{name}: line {number + 1}: not UTF-8 text ({e.reason})") from e
+            raise ValidationError(f"{name}: line {number + 1}: not {encoding} text ({e.reason})") from e
         if not line:
             return
         number += 1
