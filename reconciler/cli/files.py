@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -275,15 +275,13 @@ def export(
     output: str | None,
 ) -> None:
     """Stream jobs with their outcome, acuse presence and the SAT's word as CSV or JSON lines, in the order queued."""
-    import csv
-
+    from reconciler.cli import bulk
     from reconciler.cli.context import run as _run
     from reconciler.cli.context import with_ledger as _with_ledger
     from reconciler.clock import utc_now
     from reconciler.configfile import display_zone
     from reconciler.jobs.validation import parse_rfc
     from reconciler.ledger import reading
-    from reconciler.sat.verdict import SatFacts, judge
 
     if excel and fmt != "csv":
         raise ValidationError("--excel goes with --format csv")
@@ -293,35 +291,11 @@ def export(
         rfc=parse_rfc(rfc) if rfc is not None else None,
         since=_since(since, zone),
     )
-    shift = _shifter(zone)
-
+    shift = bulk.shifter(zone)
     now = utc_now()
 
-    def sat(facts: Sequence[Any]) -> str:
-        return str(judge(SatFacts(*facts), now).view)
-
     async def go(ledger: Ledger, out: IO[str]) -> int:
-        n = 0
-        if fmt == "jsonl":  # the fields before `sat`, the view, the fields after it
-            async for chunk in reading.chunks(ledger, reading.JSONL, query):
-                out.write("".join(f'{r[0][:-1]},"sat":"{sat(r[2:])}",{r[1][1:]}\n' for r in chunk))
-                n += len(chunk)
-            return n
-        if excel:
-            out.write("\ufeff")
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(reading.CSV_FIELDS)
-        if shift is None:  # UTC: whole lines from SQLite, one write per chunk
-            async for chunk in reading.chunks(ledger, reading.CSV_LINE, query):
-                out.write("".join(f"{r[0]},{sat(r[2:])},{r[1]}\n" for r in chunk))
-                n += len(chunk)
-            return n
-        width = len(reading.CSV_FIELDS) - 1
-        async for chunk in reading.chunks(ledger, reading.CSV, query):
-            rows = ([*r[: reading.SAT_AT], sat(r[width:]), *r[reading.SAT_AT : width]] for r in chunk)
-            writer.writerows(map(shift, rows))
-            n += len(chunk)
-        return n
+        return await bulk.export(ledger, query, out, fmt, excel, shift, now)
 
     if output is None:
         with writing_stdout() as out:
@@ -340,22 +314,3 @@ def export(
 
     n = write_file(output, write)
     click.echo(f"exported {n} jobs to {output}", err=True)
-
-
-def _shifter(zone: ZoneInfo) -> Any:
-    """None in UTC (the rows go out as SQLite made them), else a row mapper to ISO times with ``zone``'s offset."""
-    if zone.key == "UTC":
-        return None
-    from reconciler.clock import parse_iso
-    from reconciler.ledger.reading import CSV_FIELDS
-
-    at = [CSV_FIELDS.index(k) for k in ("created_at", "submitted_at", "resolved_at")]
-
-    def shift(row: Any) -> list[Any]:
-        out = list(row)
-        for i in at:
-            if out[i]:
-                out[i] = parse_iso(out[i]).astimezone(zone).isoformat(timespec="milliseconds")
-        return out
-
-    return shift

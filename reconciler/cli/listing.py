@@ -8,7 +8,6 @@ job per line inside the array, so a million jobs cost no more memory than ten.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -67,6 +66,8 @@ def local(when: str | None, tz: ZoneInfo, seconds: bool = False) -> str:
 
 def _width() -> int:
     tty = sys.stdout is not None and sys.stdout.isatty()
+    import shutil
+
     return shutil.get_terminal_size((PIPE_WIDTH, 24)).columns if tty else PIPE_WIDTH
 
 
@@ -116,16 +117,11 @@ def status(
 
 
 async def _stream_json(ledger: Ledger, query: Any) -> None:
+    from reconciler.cli.bulk import json_array
     from reconciler.cli.output import writing_stdout
-    from reconciler.ledger import reading
 
     with writing_stdout() as out:
-        out.write("[")
-        sep = "\n"
-        async for chunk in reading.chunks(ledger, reading.JSON, query):
-            out.write(sep + ",\n".join(r[0] for r in chunk))
-            sep = ",\n"
-        out.write("\n]\n" if sep != "\n" else "]\n")
+        await json_array(ledger, query, out)
         out.flush()
 
 

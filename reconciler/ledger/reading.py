@@ -10,8 +10,10 @@ The JSON shape is :meth:`reconciler.jobs.records.Job.as_dict`'s; a test holds th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,8 @@ from reconciler.jobs.states import TERMINAL
 from reconciler.redact import FORMULA_STARTS
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from reconciler.ledger.store import Ledger
 
 CHUNK = 5000
@@ -49,15 +53,15 @@ JSON = (
 # The SAT dimension's inputs (reconciler.sat.verdict.SatFacts, in its order), selected after the
 # shaped columns: the `sat` view is judged in Python (cli/files.py) and put between the two halves.
 SAT_FACTS = "state, sat_estado, sat_es_cancelable, sat_estatus_cancelacion, sat_checked_at, sat_until, sat_late_after"
-# Export's JSON lines: the export fields only (status --json has every field), as two objects that
-# the `sat` view joins: the fields before it, the fields after it.
-JSONL = (
+# Export's JSON lines: the export fields only (status --json has every field) and the `sat` view
+# (reconciler.ledger.satview: the expression needs the reading's `now`).
+_JSONL = (
     "json_object('uuid', uuid, 'rfc_emisor', rfc_emisor, 'motivo', motivo, 'folio_sustitucion', folio_sustitucion,"
     " 'state', state, 'code', code, 'message', message, 'attempts', attempts, 'created_at', created_at,"
     " 'submitted_at', submitted_at, 'resolved_at', resolved_at, 'overdue', " + _bool_json(_OVERDUE) + ","
-    " 'has_acuse', " + _bool_json("acuse IS NOT NULL") + ", 'rfc_receptor', rfc_receptor, 'total', total),"
-    " json_object('sat_estado', sat_estado, 'sat_es_cancelable', sat_es_cancelable,"
-    " 'sat_estatus_cancelacion', sat_estatus_cancelacion, 'sat_checked_at', sat_checked_at), " + SAT_FACTS
+    " 'has_acuse', " + _bool_json("acuse IS NOT NULL") + ", 'rfc_receptor', rfc_receptor, 'total', total,"
+    " 'sat', {sat}, 'sat_estado', sat_estado, 'sat_es_cancelable', sat_es_cancelable,"
+    " 'sat_estatus_cancelacion', sat_estatus_cancelacion, 'sat_checked_at', sat_checked_at)"
 )
 CSV_FIELDS = (
     "uuid",
@@ -81,7 +85,6 @@ CSV_FIELDS = (
     "sat_estatus_cancelacion",
     "sat_checked_at",
 )
-SAT_AT = CSV_FIELDS.index("sat")  # judged in Python (cli/files.py), not a column
 _CSV_EXPR = {
     "rfc_emisor": _cell("rfc_emisor"),
     "folio_sustitucion": _cell("folio_sustitucion"),
@@ -92,7 +95,6 @@ _CSV_EXPR = {
     "sat_es_cancelable": _cell("sat_es_cancelable"),
     "sat_estatus_cancelacion": _cell("sat_estatus_cancelacion"),
 }
-CSV = ", ".join(_CSV_EXPR.get(f, f) for f in CSV_FIELDS if f != "sat") + ", " + SAT_FACTS
 
 
 def _quoted(column: str) -> str:
@@ -113,10 +115,31 @@ def _line(fields: Sequence[str]) -> str:
     return " || ',' || ".join(_quoted(f) if f in _FREE else f"coalesce({_CSV_EXPR.get(f, f)}, '')" for f in fields)
 
 
-# A whole CSV line per row, built by SQLite, in two halves the `sat` view joins.  Only `message` (the
-# provider's text) and the SAT's answers are free text: the other fields are validated UUIDs, RFCs
+# A whole CSV line per row, built by SQLite in one printf (NULL prints as nothing).  Only `message`
+# (the provider's text) and the SAT's answers are free text: the other fields are validated UUIDs, RFCs
 # ([A-Z&Ñ0-9]), totals, codes, numbers and times, which never need quoting nor start a formula.
-CSV_LINE = _line(CSV_FIELDS[:SAT_AT]) + ", " + _line(CSV_FIELDS[SAT_AT + 1 :]) + ", " + SAT_FACTS
+def csv_line(now: datetime) -> str:
+    """The CSV line (no line end) of a job as of ``now``, the `sat` view included."""
+    from reconciler.ledger.satview import view_sql
+
+    cells = [view_sql(now) if f == "sat" else _quoted(f) if f in _FREE else _CSV_EXPR.get(f, f) for f in CSV_FIELDS]
+    return "printf('" + ",".join(["%s"] * len(cells)) + "', " + ", ".join(cells) + ")"
+
+
+def csv_columns(now: datetime) -> str:
+    """The CSV fields as columns (NULL for an empty field), the `sat` view as of ``now`` included."""
+    from reconciler.ledger.satview import view_sql
+
+    return ", ".join(view_sql(now) if f == "sat" else _CSV_EXPR.get(f, f) for f in CSV_FIELDS)
+
+
+def jsonl(now: datetime) -> str:
+    """Export's JSON object of a job as of ``now``."""
+    from reconciler.ledger.satview import view_sql
+
+    return _JSONL.replace("{sat}", view_sql(now))
+
+
 TABLE_FIELDS = ("uuid", "rfc_emisor", "motivo", "state", "code", "attempts", "created_at", "resolved_at", "overdue")
 TABLE = ", ".join(f"{_OVERDUE}" if f == "overdue" else f for f in TABLE_FIELDS) + ", " + SAT_FACTS
 
@@ -131,7 +154,9 @@ class Query:
     newest_first: bool = False
     limit: int | None = None
 
-    def sql(self, columns: str) -> tuple[str, list[Any]]:
+    def sql(self, columns: str, after: int | None = None, limit: int | None = None) -> tuple[str, list[Any]]:
+        """``SELECT columns`` of the jobs in order; only those past rowid ``after`` when given (keyset);
+        ``limit`` rows at most (default: the query's)."""
         where: list[str] = []
         params: list[Any] = []
         # "+state": walk the table in rowid order and filter, never the state index and then a sort of
@@ -140,6 +165,7 @@ class Query:
             ("+state = ?", self.state),
             ("rfc_emisor = ?", self.rfc),
             ("updated_at >= ?", self.since),
+            ("rowid < ?" if self.newest_first else "rowid > ?", after),
         ):
             if value is not None:
                 where.append(clause)
@@ -148,9 +174,10 @@ class Query:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY rowid" + (" DESC" if self.newest_first else "")
-        if self.limit is not None:
+        limit = self.limit if limit is None else limit
+        if limit is not None:
             sql += " LIMIT ?"
-            params.append(self.limit)
+            params.append(limit)
         return sql, params
 
 
@@ -166,3 +193,60 @@ async def chunks(ledger: Ledger, columns: str, query: Query, size: int = CHUNK) 
                 yield rows
     except sqlite3.Error as e:
         raise LedgerError(f"ledger {ledger.path}: {e}") from e
+
+
+BLOCK = 10_000  # rows per block of text: a few MB
+
+
+async def blocks(
+    ledger: Ledger, line: str, query: Query, sep: str, write: Callable[[bytes], object], size: int = BLOCK
+) -> int:
+    """Hand ``write`` the text of ``line`` for every job of ``query``, ``sep`` between rows, as UTF-8
+    bytes of ``size`` rows at a time (``sep`` between two blocks is the caller's); returns the rows.
+
+    SQLite builds each row and joins a block of them (group_concat over the ordered rows), so Python
+    handles one bytes object per block and never a row, and the next block is built in aiosqlite's
+    thread (SQLite runs without the GIL) while ``write`` writes this one.  The blocks continue from
+    the last rowid (keyset), all inside one read transaction: one snapshot, as one statement is.
+    """
+    db = ledger.connection
+    left = query.limit
+    last = "min" if query.newest_first else "max"
+
+    async def block(after: int | None) -> tuple[int | None, int, bytes | None, int]:
+        n = size if left is None else min(size, left)
+        inner, params = query.sql(f"rowid AS r_, {line} AS line_", after, n)
+        rows = await db.execute_fetchall(
+            f"SELECT {last}(r_), count(*), CAST(group_concat(line_, ?) AS BLOB) FROM ({inner})", [sep, *params]
+        )
+        at, count, text = next(iter(rows))
+        return at, count, text, n
+
+    total = 0
+    pending: asyncio.Future[tuple[int | None, int, bytes | None, int]] | None = None
+    own = not db.in_transaction
+    try:
+        if own:
+            await db.execute("BEGIN")  # deferred: the first SELECT takes the snapshot every block reads
+        pending = asyncio.ensure_future(block(None))
+        while pending is not None:
+            at, count, text, asked = await pending
+            pending = None
+            total += count
+            if left is not None:
+                left -= count
+            if count == asked and at is not None and left != 0:
+                pending = asyncio.ensure_future(block(at))
+                await asyncio.sleep(0)  # let it reach aiosqlite's thread before ``write`` holds this one
+            if text:
+                write(text)
+        return total
+    except sqlite3.Error as e:
+        raise LedgerError(f"ledger {ledger.path}: {e}") from e
+    finally:
+        if pending is not None:  # ``write`` failed (a closed pipe, a full disk): let the block in flight end
+            with contextlib.suppress(Exception):
+                await pending
+        if own and db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                await db.execute("ROLLBACK")  # a read: nothing to keep

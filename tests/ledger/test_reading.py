@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
+from datetime import UTC, datetime
+from functools import partial
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.ledger import reading
+from reconciler.ledger import reading, satview
 from reconciler.redact import csv_cell
 
 COLUMNS = "uuid, rfc_emisor, motivo, folio_sustitucion, state, code, message, attempts, created_at, submitted_at, resolved_at, overdue_at, acuse, updated_at, rfc_receptor, total, sat_estado, sat_es_cancelable, sat_estatus_cancelacion, sat_checked_at, sat_until, sat_late_after"
@@ -45,17 +47,15 @@ def test_sqlite_built_csv_lines_read_back_as_the_values(messages: list[str | Non
     case Hypothesis found first); the SQLite lines quote it.
     """
     db = ledger(messages)
-    # The `sat` view is judged in Python and joins the two halves SQLite builds.
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    db.create_function(satview.PAST, 1, partial(satview._past_at, now), deterministic=True)
     lines = "".join(
-        f"{r[0]},view,{r[1]}\n"
-        for r in db.execute(f"SELECT {reading.CSV_LINE} FROM jobs ORDER BY rowid")  # noqa: S608
+        r[0] + "\n"
+        for r in db.execute(f"SELECT {reading.csv_line(now)} FROM jobs ORDER BY rowid")  # noqa: S608
     )
-    width = len(reading.CSV_FIELDS) - 1
-    raw = [
-        [*r[: reading.SAT_AT], "view", *r[reading.SAT_AT : width]]
-        for r in db.execute(f"SELECT {reading.CSV} FROM jobs ORDER BY rowid")  # noqa: S608
-    ]
+    raw = db.execute(f"SELECT {reading.csv_columns(now)} FROM jobs ORDER BY rowid")  # noqa: S608
     expected = [["" if v is None else str(v) for v in row] for row in raw]
+    assert {row[reading.CSV_FIELDS.index("sat")] for row in expected} <= {"to send", "not asked"}
     assert list(csv.reader(io.StringIO(lines, newline=""))) == expected
     for message, row in zip(messages, expected, strict=True):
         assert row[6] == ("" if message is None else str(csv_cell(message)))
