@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from xml.sax.saxutils import escape
 
 MASK = "***"
 # Shorter values are not masked in logs and SOAP traces: masking a two-letter value everywhere
@@ -72,6 +71,8 @@ class Redactor:
     """Masks secrets in text: the secret SOAP elements' content and every known value, raw or XML-escaped."""
 
     def __init__(self, secrets: Iterable[str], *, shortest: int = SHORTEST) -> None:
+        from xml.sax.saxutils import escape  # here: it imports urllib and email, which read commands never need
+
         values = {s for s in secrets if s and len(s) >= shortest}
         values |= {escape(s) for s in values}
         self._values = sorted(values, key=len, reverse=True)  # longest first: a value inside another

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
 from pathlib import Path
 
 import click
@@ -19,6 +18,8 @@ UNIT = "reconciler.service"
 
 def shipped(name: str) -> str:
     """The text of a file shipped in ``reconciler/share``."""
+    from importlib import resources
+
     return resources.files("reconciler").joinpath("share", name).read_text(encoding="utf-8")
 
 

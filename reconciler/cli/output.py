@@ -14,7 +14,6 @@ import json
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +130,8 @@ def write_file(output: str, write: Callable[[IO[bytes]], T]) -> T:
             umask = os.umask(0o022)
             os.umask(umask)
             mode = 0o666 & ~umask
+        import tempfile  # here: it imports shutil, random and the compressors
+
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as f:
