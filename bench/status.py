@@ -146,14 +146,17 @@ def main() -> None:
             f"built a ledger of {args.jobs:,} jobs in {time.perf_counter() - t0:.1f}s ({path.stat().st_size / 1e6:.0f} MB)"
         )
         env = {**os.environ, "RECONCILER_LEDGER__PATH": str(path)}
-        time_cmd([exe, "status", probe, "--json"], env, 2)  # warm the page cache
+        # As installed: pip compiles the bytecode of a wheel, so a user's command never compiles a module.
+        # From a source tree with PYTHONDONTWRITEBYTECODE set every run would compile ~40 modules first.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        time_cmd([exe, "status", probe, "--json"], env, 2)  # warm the page cache, write the bytecode
         times = time_cmd([exe, "status", probe, "--json"], env, args.runs)
         baseline = time_cmd([sys.executable, "-c", "pass"], env, args.runs)
         med = statistics.median(times)
         print(
             f"status <uuid> --json on {args.jobs:,} jobs: median {med * 1000:.0f} ms, "
             f"min {min(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms over {args.runs} runs "
-            f"(bare interpreter start {statistics.median(baseline) * 1000:.0f} ms); target < 300 ms: "
+            f"(bare interpreter start {statistics.median(baseline) * 1000:.0f} ms; bytecode cached); target < 300 ms: "
             f"{'MET' if med < 0.3 else 'MISSED'}"
         )
         csv_path = Path(tmp) / "jobs.csv"
