@@ -85,15 +85,45 @@ def shifter(zone: ZoneInfo) -> Any:
     """None in UTC (the rows go out as SQLite made them), else a row mapper to ISO times with ``zone``'s offset."""
     if zone.key == "UTC":
         return None
-    from reconciler.clock import parse_iso
+    from functools import partial
 
     at = [reading.CSV_FIELDS.index(k) for k in ("created_at", "submitted_at", "resolved_at")]
+    local = partial(_local, zone, {})
 
     def shift(row: Any) -> list[Any]:
         out = list(row)
         for i in at:
             if out[i]:
-                out[i] = parse_iso(out[i]).astimezone(zone).isoformat(timespec="milliseconds")
+                out[i] = local(out[i])
         return out
 
     return shift
+
+
+def _convert(zone: ZoneInfo, when: str) -> str:
+    from reconciler.clock import parse_iso
+
+    return parse_iso(when).astimezone(zone).isoformat(timespec="milliseconds")
+
+
+def _local(zone: ZoneInfo, minutes: dict[str, tuple[str, str] | None], when: str) -> str:
+    """``_convert(zone, when)``, a zone lookup per minute instead of per time: a ledger time
+    (``YYYY-MM-DDTHH:MM:SS.mmmZ``) keeps its seconds; its minute moves by an offset that holds for
+    the whole minute (checked at both ends) in whole minutes.  Anything else is converted as it is."""
+    if len(when) != 24 or when[10] != "T" or when[19] != "." or when[23] != "Z":
+        return _convert(zone, when)
+    key = when[:16]
+    if key not in minutes:
+        if len(minutes) > 100_000:  # bounded: a million distinct minutes would not pay anyway
+            minutes.clear()
+        try:
+            first, last = _convert(zone, key + ":00.000Z"), _convert(zone, key + ":59.999Z")
+        except ValueError:
+            first = last = ""
+        same = first[:16] == last[:16] and first[23:] == last[23:] and len(first) == 29 and first[19] == "."
+        minutes[key] = (first[:16], first[23:]) if same and first[17:19] == "00" else None
+    cached = minutes[key]
+    seconds, millis = when[17:19], when[20:23]
+    if cached is None or when[16] != ":" or not (seconds.isdigit() and seconds < "60" and millis.isdigit()):
+        return _convert(zone, when)
+    return cached[0] + when[16:23] + cached[1]

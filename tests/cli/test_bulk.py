@@ -12,12 +12,16 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reconciler.clock import parse_iso
+from reconciler.cli import bulk
+from reconciler.clock import iso, parse_iso
 from reconciler.jobs.records import Job
 from reconciler.ledger import reading
 from reconciler.ledger.store import Ledger
@@ -136,3 +140,31 @@ def test_blocks_are_one_query_across_boundaries(varied: tuple[dict[str, str], li
     ):
         got, plain = asyncio.run(both(query))
         assert got == plain, query
+
+
+ZONES = (
+    "America/Mexico_City",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "Africa/Monrovia",
+    "Europe/Dublin",
+    "Pacific/Apia",
+)
+INSTANTS = st.datetimes(min_value=datetime(1850, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(ZONES), st.lists(INSTANTS.map(iso) | st.text("0123456789-:.TZ+", max_size=26), max_size=30))
+def test_times_moved_by_the_minute_are_moved_exactly(zone: str, times: list[str]) -> None:
+    """The per-minute shortcut of export --tz gives what converting each time gives, or the same error."""
+    local = partial(bulk._local, ZoneInfo(zone), {})
+    for when in [*times, *(t[:17] + "60" + t[19:] for t in times), *(t[:16] + "x" + t[17:] for t in times)]:
+        try:
+            expected: str | type[Exception] = bulk._convert(ZoneInfo(zone), when)
+        except ValueError:
+            expected = ValueError
+        try:
+            got: str | type[Exception] = local(when)
+        except ValueError:
+            got = ValueError
+        assert got == expected, when
