@@ -251,6 +251,7 @@ def main() -> None:
             time.sleep(args.sample_s)  # the sampling period
         elapsed = time.perf_counter() - started
         cpu_at_end = cpu_by_process(daemon, sim, imap, receiver)
+        worker_rss = [c.memory_info().rss / 2**20 for c in proc.children()]
         if receiver is not None:  # the last events are still on their way: give them a moment
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and _undelivered(ledger):
@@ -303,6 +304,9 @@ def main() -> None:
         cpu_line = ", ".join(f"{k} {v:.1f}s" for k, v in cpu_at_end.items())
         print(f"CPU seconds until the last job resolved: {cpu_line} (wall {elapsed:.0f}s on {os.cpu_count()} cores)")
         figures["cpu_s"] = {k: round(v, 1) for k, v in cpu_at_end.items()}
+        if worker_rss:
+            figures["worker_rss_mb"] = round(worker_rss[0], 1)
+            print(f"outbox worker RSS at the end: {worker_rss[0]:.1f} MB")
         print(f"daemon RSS: start {figures['rss_start_mb']} MB, median {figures['rss_median_mb']} MB, peak {figures['rss_peak_mb']} MB")  # fmt: skip
         print(f"RSS first quarter {first_q:.1f} MB, last quarter {last_q:.1f} MB, slope {figures['rss_slope_mb_per_10k_jobs']} MB per 10k jobs: {'flat' if figures['flat'] else 'GROWING'}, {'under' if figures['under_150mb'] else 'OVER'} {LIMIT_MB:.0f} MB")  # fmt: skip
         if receiver is not None:
