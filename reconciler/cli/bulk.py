@@ -53,19 +53,22 @@ async def export(
     ledger: Ledger, query: reading.Query, out: IO[str], fmt: str, excel: bool, shift: Any, now: datetime
 ) -> int:
     """``export``: CSV (a header, ``--excel``'s BOM) or JSON lines; returns the jobs written."""
-    from reconciler.ledger import satview
+    from functools import partial
 
-    await satview.register(ledger.connection, now)
+    from reconciler.sat import sqlview
+
+    await ledger.connection.create_function(sqlview.PAST, 1, partial(sqlview.past_at, now), deterministic=True)
+    sat = sqlview.view_sql(now)
     if fmt == "jsonl":
-        return await _lines(ledger, reading.jsonl(now), query, out)
+        return await _lines(ledger, reading.jsonl(sat), query, out)
     if excel:
         out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(reading.CSV_FIELDS)
     if shift is None:  # UTC: whole lines from SQLite
-        return await _lines(ledger, reading.csv_line(now), query, out)
+        return await _lines(ledger, reading.csv_line(sat), query, out)
     n = 0
-    async for chunk in reading.chunks(ledger, reading.csv_columns(now), query):
+    async for chunk in reading.chunks(ledger, reading.csv_columns(sat), query):
         writer.writerows(map(shift, chunk))
         n += len(chunk)
     return n

@@ -22,8 +22,6 @@ from reconciler.jobs.states import TERMINAL
 from reconciler.redact import FORMULA_STARTS
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from reconciler.ledger.store import Ledger
 
 CHUNK = 5000
@@ -54,7 +52,7 @@ JSON = (
 # shaped columns: the `sat` view is judged in Python (cli/files.py) and put between the two halves.
 SAT_FACTS = "state, sat_estado, sat_es_cancelable, sat_estatus_cancelacion, sat_checked_at, sat_until, sat_late_after"
 # Export's JSON lines: the export fields only (status --json has every field) and the `sat` view
-# (reconciler.ledger.satview: the expression needs the reading's `now`).
+# (an SQL expression the caller hands in: reconciler.sat.sqlview's, for the reading's `now`).
 _JSONL = (
     "json_object('uuid', uuid, 'rfc_emisor', rfc_emisor, 'motivo', motivo, 'folio_sustitucion', folio_sustitucion,"
     " 'state', state, 'code', code, 'message', message, 'attempts', attempts, 'created_at', created_at,"
@@ -118,26 +116,20 @@ def _line(fields: Sequence[str]) -> str:
 # A whole CSV line per row, built by SQLite in one printf (NULL prints as nothing).  Only `message`
 # (the provider's text) and the SAT's answers are free text: the other fields are validated UUIDs, RFCs
 # ([A-Z&Ñ0-9]), totals, codes, numbers and times, which never need quoting nor start a formula.
-def csv_line(now: datetime) -> str:
-    """The CSV line (no line end) of a job as of ``now``, the `sat` view included."""
-    from reconciler.ledger.satview import view_sql
-
-    cells = [view_sql(now) if f == "sat" else _quoted(f) if f in _FREE else _CSV_EXPR.get(f, f) for f in CSV_FIELDS]
+def csv_line(sat: str) -> str:
+    """The CSV line (no line end) of a job, with ``sat`` (an SQL expression) as the `sat` view."""
+    cells = [sat if f == "sat" else _quoted(f) if f in _FREE else _CSV_EXPR.get(f, f) for f in CSV_FIELDS]
     return "printf('" + ",".join(["%s"] * len(cells)) + "', " + ", ".join(cells) + ")"
 
 
-def csv_columns(now: datetime) -> str:
-    """The CSV fields as columns (NULL for an empty field), the `sat` view as of ``now`` included."""
-    from reconciler.ledger.satview import view_sql
-
-    return ", ".join(view_sql(now) if f == "sat" else _CSV_EXPR.get(f, f) for f in CSV_FIELDS)
+def csv_columns(sat: str) -> str:
+    """The CSV fields as columns (NULL for an empty field), with ``sat`` as the `sat` view."""
+    return ", ".join(sat if f == "sat" else _CSV_EXPR.get(f, f) for f in CSV_FIELDS)
 
 
-def jsonl(now: datetime) -> str:
-    """Export's JSON object of a job as of ``now``."""
-    from reconciler.ledger.satview import view_sql
-
-    return _JSONL.replace("{sat}", view_sql(now))
+def jsonl(sat: str) -> str:
+    """Export's JSON object of a job, with ``sat`` as the `sat` view."""
+    return _JSONL.replace("{sat}", sat)
 
 
 TABLE_FIELDS = ("uuid", "rfc_emisor", "motivo", "state", "code", "attempts", "created_at", "resolved_at", "overdue")

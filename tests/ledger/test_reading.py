@@ -11,8 +11,9 @@ from functools import partial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.ledger import reading, satview
+from reconciler.ledger import reading
 from reconciler.redact import csv_cell
+from reconciler.sat import sqlview
 
 COLUMNS = "uuid, rfc_emisor, motivo, folio_sustitucion, state, code, message, attempts, created_at, submitted_at, resolved_at, overdue_at, acuse, updated_at, rfc_receptor, total, sat_estado, sat_es_cancelable, sat_estatus_cancelacion, sat_checked_at, sat_until, sat_late_after"
 
@@ -48,12 +49,13 @@ def test_sqlite_built_csv_lines_read_back_as_the_values(messages: list[str | Non
     """
     db = ledger(messages)
     now = datetime(2026, 12, 3, tzinfo=UTC)
-    db.create_function(satview.PAST, 1, partial(satview._past_at, now), deterministic=True)
+    db.create_function(sqlview.PAST, 1, partial(sqlview.past_at, now), deterministic=True)
+    sat = sqlview.view_sql(now)
     lines = "".join(
         r[0] + "\n"
-        for r in db.execute(f"SELECT {reading.csv_line(now)} FROM jobs ORDER BY rowid")  # noqa: S608
+        for r in db.execute(f"SELECT {reading.csv_line(sat)} FROM jobs ORDER BY rowid")  # noqa: S608
     )
-    raw = db.execute(f"SELECT {reading.csv_columns(now)} FROM jobs ORDER BY rowid")  # noqa: S608
+    raw = db.execute(f"SELECT {reading.csv_columns(sat)} FROM jobs ORDER BY rowid")  # noqa: S608
     expected = [["" if v is None else str(v) for v in row] for row in raw]
     assert {row[reading.CSV_FIELDS.index("sat")] for row in expected} <= {"to send", "not asked"}
     assert list(csv.reader(io.StringIO(lines, newline=""))) == expected

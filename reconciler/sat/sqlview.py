@@ -1,21 +1,20 @@
-"""The SAT view (:func:`reconciler.sat.verdict.judge`'s ``view``) as an SQL expression over a job's columns.
+"""The SAT view (:func:`reconciler.sat.verdict.judge`'s ``view``) as an SQL expression over a job's columns.  Pure.
 
-Bulk readers (``export``) put the view in the row SQLite builds instead of judging each job in
-Python.  The CASE below is :func:`judge` test for test, in its order (its precedence);
-tests/ledger/test_satview.py holds the two together over every combination of the inputs.
+Bulk readers (``export``) hand this expression to the ledger's row shapes
+(:mod:`reconciler.ledger.reading`) instead of judging each job in Python.  The CASE below is
+:func:`judge` test for test, in its order (its precedence); tests/sat/test_sqlview.py holds
+the two together over every combination of the inputs.
 
 Whether ``sat_late_after`` is past is the one test that needs ``now``: a time in the ledger's own
 form (``YYYY-MM-DDTHH:MM:SS.mmmZ``) after ``now`` is not past, decided in SQL; any other value (a
 past time, which only a late or contradicting job reaches, or text in another form) asks the
-pure function itself through :data:`PAST`, registered on the connection by :func:`register`.
+pure function itself through :data:`PAST`, which the caller registers on the connection as
+:func:`past_at` bound to ``now``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from functools import partial
-
-import aiosqlite
 
 from reconciler.clock import iso
 from reconciler.sat.answer import CANCELADO, EN_PROCESO, ESTADOS, NO_CANCELABLE, NO_ENCONTRADO, RECHAZADA, VIGENTE
@@ -64,10 +63,6 @@ def view_sql(now: datetime) -> str:
     return f"CASE {whens} ELSE {_text(str(View.ACCEPTED))} END"
 
 
-def _past_at(now: datetime, when: str | None) -> bool:
+def past_at(now: datetime, when: str | None) -> bool:
+    """The function :data:`PAST` names: whether ``when`` is past at ``now`` (the pure function's test)."""
     return _past(when, now)
-
-
-async def register(db: aiosqlite.Connection, now: datetime) -> None:
-    """Make :data:`PAST` answer for ``now`` on ``db`` (before running :func:`view_sql`'s expression)."""
-    await db.create_function(PAST, 1, partial(_past_at, now), deterministic=True)

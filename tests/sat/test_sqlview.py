@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import aiosqlite
 
 from reconciler.clock import iso
-from reconciler.ledger import satview
+from reconciler.sat import sqlview
 from reconciler.sat.verdict import SatFacts, judge
 
-from .varied import combinations
+from ..ledger.varied import combinations
 
 NOW = datetime(2026, 12, 3, 18, 30, 15, 123456, tzinfo=UTC)
 # Around `now` to the millisecond (the ledger's form keeps milliseconds, `now` has microseconds).
@@ -32,8 +33,8 @@ async def views(rows: list[tuple[str | None, ...]], now: datetime) -> list[str]:
             " sat_until, sat_late_after)"
         )
         await db.executemany("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        await satview.register(db, now)
-        got = await db.execute_fetchall(f"SELECT {satview.view_sql(now)} FROM jobs ORDER BY rowid")  # noqa: S608
+        await db.create_function(sqlview.PAST, 1, partial(sqlview.past_at, now), deterministic=True)
+        got = await db.execute_fetchall(f"SELECT {sqlview.view_sql(now)} FROM jobs ORDER BY rowid")  # noqa: S608
         return [r[0] for r in got]
 
 
