@@ -168,3 +168,27 @@ def test_times_moved_by_the_minute_are_moved_exactly(zone: str, times: list[str]
         except ValueError:
             got = ValueError
         assert got == expected, when
+
+
+@pytest.mark.parametrize("args", [("status", "--json", "--limit", "0"), ("export", "--format", "jsonl")])
+def test_a_reader_that_leaves_early_stops_it_quietly(
+    varied: tuple[dict[str, str], list[Job]], args: tuple[str, ...]
+) -> None:
+    """``| head``: exit 1 and not a word on stderr (the reading stopped cleanly, nothing left running)."""
+    env, _ = varied
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        assert proc.stdout.readline()
+        proc.stdout.close()  # the rest (megabytes) cannot fit in the pipe
+        assert proc.wait(60) == 1
+        assert proc.stderr.read() == b""
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stderr.close()
