@@ -63,15 +63,10 @@ async def export(
         return await _lines(ledger, reading.jsonl(sat), query, out)
     if excel:
         out.write("\ufeff")
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(reading.CSV_FIELDS)
-    if shift is None:  # UTC: whole lines from SQLite
-        return await _lines(ledger, reading.csv_line(sat), query, out)
-    n = 0
-    async for chunk in reading.chunks(ledger, reading.csv_columns(sat), query):
-        writer.writerows(map(shift, chunk))
-        n += len(chunk)
-    return n
+    csv.writer(out, lineterminator="\n").writerow(reading.CSV_FIELDS)
+    if shift is not None:  # a zone: SQLite asks Python for each time, the lines stay SQLite's
+        await ledger.connection.create_function(LOCAL, 1, shift, deterministic=True)
+    return await _lines(ledger, reading.csv_line(sat, None if shift is None else LOCAL), query, out)
 
 
 async def _lines(ledger: Ledger, line: str, query: reading.Query, out: IO[str]) -> int:
@@ -84,21 +79,20 @@ async def _lines(ledger: Ledger, line: str, query: reading.Query, out: IO[str]) 
     return await reading.blocks(ledger, line, query, "\n", write)
 
 
+LOCAL = "reconciler_local_time"  # the SQL function export --tz registers: a ledger time in the zone
+
+
 def shifter(zone: ZoneInfo) -> Any:
-    """None in UTC (the rows go out as SQLite made them), else a row mapper to ISO times with ``zone``'s offset."""
+    """None in UTC (the rows go out as SQLite made them), else a time mapper to ISO times with ``zone``'s
+    offset (NULL and empty stay so)."""
     if zone.key == "UTC":
         return None
     from functools import partial
 
-    at = [reading.CSV_FIELDS.index(k) for k in ("created_at", "submitted_at", "resolved_at")]
     local = partial(_local, zone, {})
 
-    def shift(row: Any) -> list[Any]:
-        out = list(row)
-        for i in at:
-            if out[i]:
-                out[i] = local(out[i])
-        return out
+    def shift(when: str | None) -> str | None:
+        return local(when) if when else when
 
     return shift
 

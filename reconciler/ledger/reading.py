@@ -95,10 +95,12 @@ _CSV_EXPR = {
 }
 
 
-def _quoted(column: str) -> str:
+def _quoted(column: str, lone_cr: bool = True) -> str:
     """A free-text column as a CSV field the way Python's csv module quotes one (and a lone carriage
-    return too), empty for NULL, a formula start defused (:func:`_cell`)."""
-    needs = " OR ".join(f"instr({column}, {c})" for c in ("','", "'\"'", "char(10)", "char(13)"))
+    return too, unless not ``lone_cr``: the module's own rows), empty for NULL, a formula start
+    defused (:func:`_cell`)."""
+    specials = ("','", "'\"'", "char(10)", "char(13)") if lone_cr else ("','", "'\"'", "char(10)")
+    needs = " OR ".join(f"instr({column}, {c})" for c in specials)
     cell = _cell(column)
     return (
         f"CASE WHEN {column} IS NULL THEN '' WHEN {needs} THEN '\"' || replace({cell}, '\"', '\"\"') || '\"'"
@@ -107,18 +109,30 @@ def _quoted(column: str) -> str:
 
 
 _FREE = ("message", "sat_estado", "sat_es_cancelable", "sat_estatus_cancelacion")
-
-
-def _line(fields: Sequence[str]) -> str:
-    return " || ',' || ".join(_quoted(f) if f in _FREE else f"coalesce({_CSV_EXPR.get(f, f)}, '')" for f in fields)
+_TIMES = ("created_at", "submitted_at", "resolved_at")
 
 
 # A whole CSV line per row, built by SQLite in one printf (NULL prints as nothing).  Only `message`
 # (the provider's text) and the SAT's answers are free text: the other fields are validated UUIDs, RFCs
 # ([A-Z&Ñ0-9]), totals, codes, numbers and times, which never need quoting nor start a formula.
-def csv_line(sat: str) -> str:
-    """The CSV line (no line end) of a job, with ``sat`` (an SQL expression) as the `sat` view."""
-    cells = [sat if f == "sat" else _quoted(f) if f in _FREE else _CSV_EXPR.get(f, f) for f in CSV_FIELDS]
+def csv_line(sat: str, shift: str | None = None) -> str:
+    """The CSV line (no line end) of a job, with ``sat`` (an SQL expression) as the `sat` view.
+
+    With ``shift`` (an SQL function of one time) the three times go through it and the free text
+    is quoted exactly as Python's csv module quotes it with "\n" line ends (a lone carriage return
+    stays unquoted): the rows ``export --tz`` wrote with that module.
+    """
+
+    def cell(f: str) -> str:
+        if f == "sat":
+            return sat
+        if f in _FREE:
+            return _quoted(f, lone_cr=shift is None)
+        if shift is not None and f in _TIMES:
+            return f"{shift}({f})"
+        return _CSV_EXPR.get(f, f)
+
+    cells = [cell(f) for f in CSV_FIELDS]
     return "printf('" + ",".join(["%s"] * len(cells)) + "', " + ", ".join(cells) + ")"
 
 
