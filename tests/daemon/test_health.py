@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from reconciler.clock import iso
-from reconciler.daemon.health import Level, Snapshot, evaluate
+from reconciler.daemon.health import Health, Level, Snapshot, evaluate, sat_health
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 COUNTS = {"queued": 1, "submitting": 0, "awaiting": 2, "ok": 7, "error": 0, "rejected": 0}
@@ -190,3 +190,65 @@ def test_the_sats_word_raises_the_level(sat: dict[str, int], level: Level, probl
     else:
         assert any(problem in p for p in health.problems), health.problems
     assert "sat_asked=5" in health.line(snapshot)
+
+
+@pytest.mark.parametrize(
+    ("sat", "expected"),
+    [
+        ({}, Health(Level.OK, [])),
+        ({"asked": 9, "cancelled": 9, "contradiction": 0, "late": 0}, Health(Level.OK, [])),
+        (
+            {"receiver_rejected": 2, "late": 1},
+            Health(
+                Level.WARNING,
+                [
+                    "2 receiver rejections: invoice still valid (see README, SAT states)",
+                    "1 job past the acceptance window and not Cancelado at the SAT",
+                ],
+            ),
+        ),
+        (
+            {"contradiction": 2, "receiver_rejected": 1},
+            Health(
+                Level.CRITICAL,
+                [
+                    "2 contradictions: provider OK, the SAT says Vigente past the window",
+                    "1 receiver rejection: invoice still valid (see README, SAT states)",
+                ],
+            ),
+        ),
+    ],
+)
+def test_the_sats_part_alone_word_for_word(sat: dict[str, int], expected: Health) -> None:
+    assert sat_health(sat) == expected
+
+
+WAITING = "webhook erp: 4 events pending, no successful delivery for over 1h"
+
+
+@pytest.mark.parametrize(
+    ("delivery", "problems"),
+    [
+        ({"pending": 4, "oldest_pending_at": ago(3601)}, [WAITING]),  # never delivered
+        ({"pending": 4, "oldest_pending_at": ago(3601), "last_success_at": ago(3601)}, [WAITING]),
+        ({"pending": 4, "oldest_pending_at": ago(3601), "last_success_at": ago(60)}, []),  # it is getting through
+        ({"pending": 4, "oldest_pending_at": ago(3599)}, []),
+        ({"pending": 0, "oldest_pending_at": ago(9000)}, []),
+        ({"pending": 4}, []),
+        ({"pending": 4, "oldest_pending_at": "not a time"}, []),
+        ({"pending": 4, "oldest_pending_at": ago(3601), "last_success_at": "garbled"}, [WAITING]),
+        (
+            {"failed": 3, "pending": 4, "oldest_pending_at": ago(7200)},
+            ["webhook erp: 3 deliveries failed for good (see `reconciler deliveries --failed`)", WAITING],
+        ),
+        (
+            {"disabled_at": "2026-11-24T10:00:00Z", "pending": 4, "oldest_pending_at": ago(7200)},
+            ["webhook erp disabled at 2026-11-24T10:00:00Z (410)"],
+        ),
+    ],
+)
+def test_a_webhook_waiting_an_hour_without_a_delivery_is_a_warning(
+    delivery: dict[str, Any], problems: list[str]
+) -> None:
+    health = evaluate(snap({**ALIVE, "deliveries": {"erp": delivery, "noise": "not a mapping"}}), NOW)
+    assert health == Health(Level.WARNING if problems else Level.OK, problems)
