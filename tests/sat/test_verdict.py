@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from reconciler.jobs.states import State
 from reconciler.sat.answer import CANCELADO_SIN, CON_ACEPTACION, EN_PROCESO, NO_CANCELABLE, RECHAZADA, SIN_ACEPTACION
-from reconciler.sat.verdict import CRITICAL, WARN, SatFacts, View, judge
+from reconciler.sat.verdict import CRITICAL, WARN, SatFacts, View, facts_of, judge
+from tests.sat.test_decide import job
 
 NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 PAST = "2026-01-09T00:00:00.000Z"
@@ -66,3 +68,24 @@ def test_the_receiver_view_says_until_when_and_the_levels() -> None:
 
 def test_an_unparsable_time_is_never_past() -> None:
     assert judge(f("ok", "Vigente", SIN_ACEPTACION, until="garbage", late="garbage"), NOW).view is View.ACCEPTED
+
+
+def test_the_facts_are_what_the_ledger_stores_on_the_job() -> None:
+    stored = job(
+        State.AWAITING,
+        sat_estado="Vigente",
+        sat_es_cancelable=CON_ACEPTACION,
+        sat_estatus_cancelacion=EN_PROCESO,
+        sat_checked_at="2026-01-05T10:00:00.000Z",
+        sat_until="2026-01-08T09:00:00.000Z",
+        sat_late_after="2026-01-10T09:00:00.000Z",
+    )
+    assert facts_of(stored) == SatFacts(
+        "awaiting",
+        "Vigente",
+        CON_ACEPTACION,
+        EN_PROCESO,
+        "2026-01-05T10:00:00.000Z",
+        "2026-01-08T09:00:00.000Z",
+        "2026-01-10T09:00:00.000Z",
+    )
