@@ -229,6 +229,12 @@ def test_start_plans_the_window_from_the_acceptance_and_asks_a_late_start_at_onc
     for now in (NOW - timedelta(hours=1), NOW, NOW + timedelta(hours=5)):
         assert start(accepted, now, Cadence()) == Change(U, None, "sat", columns, [], require=State.AWAITING)
     assert start(accepted, NOW, Cadence(max_calls=0)).set["sat_due_at"] is None  # no ask left in the plan
+    short = Cadence(early_s=(30.0,), window_s=3600, margin_s=1800, max_calls=1)  # the job's own cadence counts
+    assert {k: start(accepted, NOW, short).set[k] for k in ("sat_until", "sat_late_after", "sat_due_at")} == {
+        "sat_until": iso(NOW + timedelta(seconds=3600)),
+        "sat_late_after": iso(NOW + timedelta(seconds=5400)),
+        "sat_due_at": iso(NOW + timedelta(seconds=30)),
+    }
 
 
 def test_start_without_the_question_plans_nothing_and_says_why() -> None:
