@@ -124,6 +124,27 @@ def test_describe_masks_any_secret_on_one_short_line() -> None:
 
 
 @pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        # imapclient puts the repr of the server's bytes in its errors: the reader gets the words
+        (Exception("b'[AUTHENTICATIONFAILED] Invalid credentials'"), "[AUTHENTICATIONFAILED] Invalid credentials"),
+        (Exception('b"it\'s [UNAVAILABLE]"'), "it's [UNAVAILABLE]"),
+        (Exception("b'caf\\xc3\\xa9 \\xff'"), "café \ufffd"),
+        (Exception("b''"), ""),
+        (Exception("b'"), "b'"),
+        (Exception("b'x\""), "b'x\""),
+        (Exception("b'x' + b'y'"), "b'x' + b'y'"),
+        (Exception("b'open \\'"), "b'open \\'"),
+        (Exception("a'x'"), "a'x'"),
+        (Exception("'x'"), "'x'"),
+        (Exception("bb'x'"), "bb'x'"),
+    ],
+)
+def test_describe_turns_a_bytes_repr_back_into_text(error: Exception, text: str) -> None:
+    assert describe(error) == text
+
+
+@pytest.mark.parametrize(
     ("value", "limit", "shown"),
     [
         ("abc", 60, "'abc'"),
