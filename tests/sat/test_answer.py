@@ -12,6 +12,7 @@ from reconciler.sat.answer import (
     EN_PROCESO,
     NO_ENCONTRADO,
     VIGENTE,
+    Answer,
     parse,
 )
 
@@ -136,3 +137,45 @@ def test_never_raises_on_any_field_text(text: str) -> None:
     assert (a.estado is None) == (not clean.split())
     if " ".join(clean.split()).casefold() == "cancelado":
         assert a.cancelled
+
+
+def test_the_answer_as_recorded_in_a_sat_event() -> None:
+    assert parse(VIGENTE_EN_PROCESO).as_dict() == {
+        "codigo_estatus": "S - Comprobante obtenido satisfactoriamente.",
+        "estado": VIGENTE,
+        "es_cancelable": CON_ACEPTACION,
+        "estatus_cancelacion": EN_PROCESO,
+        "validacion_efos": "200",
+        "problem": None,
+    }
+    assert Answer(problem="HTTP 503").as_dict() == {
+        "codigo_estatus": None,
+        "estado": None,
+        "es_cancelable": None,
+        "estatus_cancelacion": None,
+        "validacion_efos": None,
+        "problem": "HTTP 503",
+    }
+
+
+FAULT = (
+    '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault>'
+    "<faultcode>s:Server</faultcode><faultstring>{}</faultstring></s:Fault></s:Body></s:Envelope>"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("Servicio   no\n disponible", "SOAP fault: 'Servicio no disponible'"),
+        ("x" * 60, f"SOAP fault: '{'x' * 60}'"),
+        ("x" * 61, f"SOAP fault: '{'x' * 60}...'"),
+        ("", "SOAP fault: ''"),
+    ],
+)
+def test_a_fault_is_quoted_on_one_line_and_cut(text: str, problem: str) -> None:
+    assert parse(FAULT.format(text).encode()).problem == problem
+
+
+def test_an_answer_without_consultaresult_names_the_root() -> None:
+    assert parse(b"<html><body/></html>").problem == "no ConsultaResult in the answer (root 'html')"
