@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from reconciler.errors import ValidationError
 from reconciler.jobs.jobfile import parse_jobs
-from reconciler.jobs.validation import job_spec, parse_motivo, parse_rfc, parse_uuid
+from reconciler.jobs.validation import job_spec, parse_motivo, parse_rfc, parse_uuid, sat_fields
 
 U = "71452784-AFC7-4BE5-8623-3BA1436D573B"
 
@@ -154,3 +154,38 @@ def test_messages(call: Callable[[], object], message: str) -> None:
 def test_no_folio_is_none_not_empty() -> None:
     assert job_spec(U, "EKU9003173C9", "02", "  ").folio_sustitucion is None
     assert job_spec(U, "EKU9003173C9", "02").provider_uuid_field == f"{U}|02|"
+
+
+@pytest.mark.parametrize(
+    ("given_", "expected"),
+    [
+        (("xaxx010101000", " 1234.50 ", "abc/def+ ghij\n KLMN=="), ("XAXX010101000", "1234.50", "ijKLMN==")),
+        ((None, None, None), (None, None, None)),
+        (("  ", " ", "\n"), (None, None, None)),  # blank cells are absent, not errors
+        ((None, "0", "12345678"), (None, "0", "12345678")),
+        ((None, "7", None), (None, "7", None)),
+    ],
+)
+def test_the_sat_fields_are_validated_and_normalised(
+    given_: tuple[str | None, str | None, str | None], expected: tuple[str | None, str | None, str | None]
+) -> None:
+    assert sat_fields(*given_) == expected
+    spec = job_spec(U, "EKU9003173C9", None, None, *given_)
+    assert (spec.rfc_receptor, spec.total, spec.sello) == expected
+
+
+@pytest.mark.parametrize(
+    ("given_", "message"),
+    [
+        (("XAXX0101", None, None), "rfc_receptor: an RFC has 12 or 13 characters, got 8: 'XAXX0101'"),
+        ((None, "-1", None), "total: must be a finite amount from 0 to 10^18, got '-1'"),
+        ((None, "1e3", None), "total: digits with an optional decimal point, got '1e3'"),
+        ((None, "abc", None), "total: not an amount: 'abc'"),
+        ((None, None, "short"), "sello: at least 8 characters are needed, got 5"),
+        ((None, None, "ñ" * 8), "sello: a sello is base64 text; this one holds non-ASCII characters"),
+    ],
+)
+def test_a_bad_sat_field_is_refused_naming_it(given_: tuple[str | None, str | None, str | None], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        sat_fields(*given_)
+    assert str(caught.value) == message
