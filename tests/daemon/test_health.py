@@ -252,3 +252,20 @@ def test_a_webhook_waiting_an_hour_without_a_delivery_is_a_warning(
 ) -> None:
     health = evaluate(snap({**ALIVE, "deliveries": {"erp": delivery, "noise": "not a mapping"}}), NOW)
     assert health == Health(Level.WARNING if problems else Level.OK, problems)
+
+
+@pytest.mark.parametrize(
+    ("sat", "tail"),
+    [
+        ({"asked": 3, "cancelled": 2, "late": 1}, " sat_asked=3 sat_cancelled=2 sat_late=1"),
+        ({"asked": 0, "cancelled": 0, "late": 0}, ""),  # the SAT was never asked: no SAT figures
+        ({}, ""),
+    ],
+)
+def test_the_sat_figures_end_the_line_once_the_sat_was_asked(sat: dict[str, int], tail: str) -> None:
+    snapshot = Snapshot(COUNTS, 0, 0, ALIVE, sat)
+    line = Health(Level.OK).line(snapshot)
+    assert line == (
+        "RECONCILER OK - all good; 10 jobs (1 queued, 2 awaiting, 7 ok) | "
+        "queued=1 submitting=0 awaiting=2 ok=7 error=0 rejected=0 overdue=0" + tail
+    )
