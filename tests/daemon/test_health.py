@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from reconciler.clock import iso
-from reconciler.daemon.health import Health, Level, Snapshot, evaluate, sat_health
+from reconciler.daemon.health import Health, Level, Snapshot, Thresholds, evaluate, sat_health
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 COUNTS = {"queued": 1, "submitting": 0, "awaiting": 2, "ok": 7, "error": 0, "rejected": 0}
@@ -269,3 +269,118 @@ def test_the_sat_figures_end_the_line_once_the_sat_was_asked(sat: dict[str, int]
         "RECONCILER OK - all good; 10 jobs (1 queued, 2 awaiting, 7 ok) | "
         "queued=1 submitting=0 awaiting=2 ok=7 error=0 rejected=0 overdue=0" + tail
     )
+
+
+BEAT = {"interval_s": 10, "mailbox_interval_s": 300, "recorded_at": ago(5)}
+FRESH = {"heartbeat": BEAT, "mailbox_pass": {"recorded_at": ago(60)}}
+
+
+@pytest.mark.parametrize(
+    ("facts", "kwargs", "expected"),
+    [
+        (
+            {**FRESH, "paused": {"by": "ana", "reason": "CSD renewal", "recorded_at": "2026-11-24T11:00:00.000Z"}},
+            {},
+            Health(
+                Level.WARNING,
+                [
+                    "submissions paused by ana at 2026-11-24T11:00:00.000Z (CSD renewal); `reconciler unpause` resumes",
+                ],
+            ),
+        ),
+        (
+            {**FRESH, "paused": {"by": "ana", "reason": "", "recorded_at": "2026-11-24T11:00:00.000Z"}},
+            {},
+            Health(
+                Level.WARNING, ["submissions paused by ana at 2026-11-24T11:00:00.000Z; `reconciler unpause` resumes"]
+            ),
+        ),
+        (FRESH, {"integrity": ["ok"]}, Health(Level.OK, [])),
+        (
+            FRESH,
+            {"integrity": ["row 1 missing", "row 2 missing", "row 3 missing"]},
+            Health(
+                Level.CRITICAL,
+                ["ledger integrity check failed: row 1 missing; row 2 missing; row 3 missing; restore the last backup"],
+            ),
+        ),
+        (
+            FRESH,
+            {"integrity": ["a", "b", "c", "d", "e"]},
+            Health(Level.CRITICAL, ["ledger integrity check failed: a; b; c (and 2 more); restore the last backup"]),
+        ),
+        (
+            {
+                **FRESH,
+                "mailbox_login": {"refused": True, "since": "2026-11-24T10:00:00Z", "error": "AUTHENTICATIONFAILED"},
+            },
+            {},
+            Health(
+                Level.CRITICAL,
+                [
+                    "mailbox login refused since 2026-11-24T10:00:00Z: AUTHENTICATIONFAILED; "
+                    "fix the mailbox password or token (the daemon retries on its own)"
+                ],
+            ),
+        ),
+        (
+            {**FRESH, "mailbox_login": {"refused": True, "recorded_at": "2026-11-24T09:00:00Z"}},
+            {},
+            Health(
+                Level.CRITICAL,
+                [
+                    "mailbox login refused since 2026-11-24T09:00:00Z: ; "
+                    "fix the mailbox password or token (the daemon retries on its own)"
+                ],
+            ),
+        ),
+        ({**FRESH, "mailbox_login": {"refused": False}}, {}, Health(Level.OK, [])),
+        ({}, {"running": True}, Health(Level.WARNING, ["a daemon is starting: no heartbeat recorded yet"])),
+        ({}, {"running": False}, Health(Level.WARNING, ["no daemon has run against this ledger yet"])),
+        (
+            {**FRESH, "heartbeat": {**BEAT, "recorded_at": ago(31)}},
+            {"running": True},
+            Health(Level.CRITICAL, ["daemon running but its last heartbeat is 31s old (stuck?)"]),
+        ),
+        ({**FRESH, "heartbeat": {**BEAT, "stopped": True}}, {"running": True}, Health(Level.OK, [])),
+        (
+            {**FRESH, "heartbeat": {**BEAT, "recorded_at": ago(21)}},
+            {"thresholds": Thresholds(heartbeat_warning_s=20)},
+            Health(Level.WARNING, ["last heartbeat 21s ago"]),
+        ),
+        (
+            {**FRESH, "heartbeat": {**BEAT, "recorded_at": ago(20)}},
+            {"thresholds": Thresholds(heartbeat_warning_s=20)},
+            Health(Level.OK, []),
+        ),
+        (
+            {**FRESH, "heartbeat": {**BEAT, "recorded_at": ago(26)}},
+            {"thresholds": Thresholds(heartbeat_warning_s=20, heartbeat_critical_s=25)},
+            Health(Level.CRITICAL, ["daemon not running: last heartbeat 26s ago"]),
+        ),
+    ],
+)
+def test_the_whole_health_of_each_fact(facts: dict[str, Any], kwargs: dict[str, Any], expected: Health) -> None:
+    assert evaluate(snap(facts), NOW, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("overdue", "thresholds", "expected"),
+    [
+        (1, Thresholds(), Health(Level.WARNING, ["1 overdue job"])),
+        (0, Thresholds(), Health(Level.OK, [])),
+        (2, Thresholds(overdue_warning=3), Health(Level.OK, [])),
+        (3, Thresholds(overdue_warning=3), Health(Level.WARNING, ["3 overdue jobs"])),
+        (4, Thresholds(overdue_warning=3, overdue_critical=5), Health(Level.WARNING, ["4 overdue jobs"])),
+        (5, Thresholds(overdue_warning=3, overdue_critical=5), Health(Level.CRITICAL, ["5 overdue jobs"])),
+        (0, Thresholds(overdue_warning=0), Health(Level.OK, [])),
+    ],
+)
+def test_overdue_thresholds(overdue: int, thresholds: Thresholds, expected: Health) -> None:
+    assert evaluate(snap(FRESH, overdue=overdue), NOW, thresholds) == expected
+
+
+def test_two_conflicts_are_plural() -> None:
+    assert evaluate(snap(FRESH, conflicts=2), NOW).problems == [
+        "2 conflicts in the last 72h (see `reconciler status UUID`)"
+    ]
