@@ -5,14 +5,21 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import socket
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import dkim
 import dns.exception
+import dns.message
 import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
 import dns.resolver
+import dns.rrset
 import pytest
 
 from reconciler.config import TrustSettings
@@ -27,6 +34,7 @@ from reconciler.mailbox.trust import (
     check_authentication_results,
     check_dkim,
     parse_authentication_results,
+    resolve_txt,
 )
 from tests.fixtures_imap import new_uuid, notification
 
@@ -599,3 +607,53 @@ def test_a_put_off_is_logged_with_the_reason_and_the_final_verdict_is_whole(capl
         f"notification uid 4 put off to the next pass: {lookup}"
     ]
     assert p.judge(4, parsed, DKIM_ON, raw, dnsfunc=down) == Verdict(False, f"{lookup}; still failing after 2 passes")
+
+
+# -- resolve_txt against a DNS server on loopback -------------------------------------------------
+
+
+class _LoopbackDns:
+    """Answers TXT queries for ``records`` (a name's TXT strings) over UDP on 127.0.0.1; anything else: no answer."""
+
+    def __init__(self, records: dict[str, list[bytes]]) -> None:
+        self.records = records
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            query = dns.message.from_wire(data)
+            reply = dns.message.make_response(query)
+            question = query.question[0]
+            strings = self.records.get(question.name.to_text())
+            if strings is not None and question.rdtype == dns.rdatatype.TXT:
+                reply.answer.append(
+                    dns.rrset.from_rdata(
+                        question.name, 60, dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, strings)
+                    )
+                )
+            self.sock.sendto(reply.to_wire(), peer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_resolve_txt_joins_the_strings_of_the_record_and_finds_none_where_there_is_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = _LoopbackDns({f"sel._domainkey.{DOMAIN}.": [b"v=DKIM1; k=rsa; ", b"p=" + PUBLIC[:20]]})
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers, resolver.port = ["127.0.0.1"], server.port
+    monkeypatch.setattr(dns.resolver, "default_resolver", resolver)
+    try:
+        assert resolve_txt(f"sel._domainkey.{DOMAIN}.".encode()) == b"v=DKIM1; k=rsa; p=" + PUBLIC[:20]
+        assert resolve_txt(b"other._domainkey.example.com.") is None  # NOERROR without a record: no key
+    finally:
+        server.close()
