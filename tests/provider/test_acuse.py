@@ -206,6 +206,11 @@ def test_module_is_pure() -> None:
         (doc(folio("x" * 70, "201")), f"the acuse names another UUID: '{'x' * 60}...'"),
         (doc(folio("y" * 60, "201")), f"the acuse names another UUID: '{'y' * 60}'"),
         (b"<!DOCTYPE Acuse><Acuse>" + folio(U, "201").encode() + b"</Acuse>", "the acuse declares a DTD"),
+        (
+            doc("<Folios><UUID><b>" + U + "</b></UUID><EstatusUUID>201</EstatusUUID></Folios>"),
+            "a Folios' UUID or EstatusUUID holds elements, not text",
+        ),
+        (doc(folio(U, "20100")), "EstatusUUID is not a number: '20100'"),
     ],
 )
 def test_what_is_not_evidence_word_for_word(data: bytes | None, reason: str) -> None:
@@ -231,3 +236,15 @@ def test_a_verdict_as_recorded_in_an_event() -> None:
         "estatus_uuid": None,
         "meaning": "",
     }
+
+
+def test_an_estatus_of_four_digits_is_the_sats_word_and_an_acceptance_names_it() -> None:
+    assert check(doc(folio(U, "2010")), U) == acuse.Verdict(
+        Kind.REFUSED, "the SAT refused: EstatusUUID 2010: unknown SAT code 2010", 2010, "unknown SAT code 2010"
+    )
+    assert check(REAL, U) == acuse.Verdict(
+        Kind.ACCEPTED,
+        "EstatusUUID 201: the SAT received the cancellation request",
+        201,
+        "the SAT received the cancellation request",
+    )
