@@ -512,3 +512,13 @@ def test_the_whole_decision_on_a_200_naming_another_uuid() -> None:
     )
     # another code naming another UUID is judged by its code alone
     assert cancel_decision(job(), cancel(1803, message), NOW, LATER, CHECK_AFTER_S).change.trigger is Trigger.REFUSED
+
+
+def test_only_the_first_part_of_a_200s_mensaje_names_the_job() -> None:
+    assert cancel_names_another(U, f"{U}|02|{OTHER}") is None
+    assert cancel_names_another(U, f"{U}|{OTHER}|02") is None  # what follows the first "|" is not the UUID
+
+
+def test_an_account_code_on_the_status_call_trips_the_breaker_saying_so() -> None:
+    d = status_decision(job(), reply(None, 601), "chaser", NOW, LATER, 5)
+    assert d.trip == "account error on the status call"

@@ -120,12 +120,12 @@ def test_preflight_not_found_waits_then_gives_up() -> None:
                 early_s=(),
                 window_interval_s=0.4,
                 window_s=1.0,
-                margin_interval_s=5,
-                margin_s=0,
+                margin_interval_s=0.5,
+                margin_s=1,
                 daily_s=5,
-                horizon_s=1.0,
+                horizon_s=2,
             ),
-            [0.4, 0.8, 1.0],
+            [0.4, 0.8, 1.0, 1.5, 2.0],  # each phase starts from the previous one's edge
         ),
     ],
 )

@@ -106,6 +106,7 @@ EXACTLY = "2026-01-10T12:00:00.000Z"  # NOW itself: the margin has just run out
     ("facts", "cell"),
     [
         (SatFacts("submitting"), "to send"),
+        (SatFacts("queued", None, None, None, AT), "to send"),  # asked, no Estado yet
         (SatFacts("error"), "not asked"),
         (f("queued", "Vigente", SIN_ACEPTACION), "to send (Vigente)"),
         (f("submitting", checked=AT), "to send"),
