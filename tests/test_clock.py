@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -42,3 +43,16 @@ def test_text_order_is_time_order_and_round_trips(when: datetime) -> None:
     later = when + timedelta(milliseconds=1)
     assert iso(when) < iso(later) and len(iso(when)) == len(iso(later)) == 24
     assert parse_iso(iso(when)) == when.replace(microsecond=when.microsecond // 1000 * 1000)
+
+
+def test_iso_and_parse_iso_are_utc_whatever_the_machines_timezone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/Mexico_City")
+    time.tzset()
+    try:
+        mexico = timezone(timedelta(hours=-6))
+        assert iso(datetime(2026, 1, 5, 3, 0, tzinfo=mexico)) == "2026-01-05T09:00:00.000Z"
+        assert parse_iso("2026-01-05T09:00:00") == datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+        assert parse_iso("2026-01-05T09:00:00").tzinfo is UTC
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -124,6 +124,27 @@ def test_describe_masks_any_secret_on_one_short_line() -> None:
 
 
 @pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        # imapclient puts the repr of the server's bytes in its errors: the reader gets the words
+        (Exception("b'[AUTHENTICATIONFAILED] Invalid credentials'"), "[AUTHENTICATIONFAILED] Invalid credentials"),
+        (Exception('b"it\'s [UNAVAILABLE]"'), "it's [UNAVAILABLE]"),
+        (Exception("b'caf\\xc3\\xa9 \\xff'"), "café \ufffd"),
+        (Exception("b''"), ""),
+        (Exception("b'"), "b'"),
+        (Exception("b'x\""), "b'x\""),
+        (Exception("b'x' + b'y'"), "b'x' + b'y'"),
+        (Exception("b'open \\'"), "b'open \\'"),
+        (Exception("a'x'"), "a'x'"),
+        (Exception("'x'"), "'x'"),
+        (Exception("bb'x'"), "bb'x'"),
+    ],
+)
+def test_describe_turns_a_bytes_repr_back_into_text(error: Exception, text: str) -> None:
+    assert describe(error) == text
+
+
+@pytest.mark.parametrize(
     ("value", "limit", "shown"),
     [
         ("abc", 60, "'abc'"),
@@ -285,3 +306,20 @@ def test_a_full_stdout_is_one_line_exit_1(ledger_env: dict[str, str], tmp_path: 
         result = run_closed_stdout("export", env=ledger_env, stdout=full.fileno())
     assert result.returncode == 1
     assert result.stderr == "reconciler: cannot write to stdout: No space left on device\n"
+
+
+def test_more_forms_word_for_word() -> None:
+    # a paragraph separator moves text like a newline; U+0100 is a letter, never escaped
+    assert one_line("a\u2029b\u0100") == "a\\u2029b\u0100"
+    # the longer secret first, whatever their alphabetical order
+    assert Redactor(["b", "abc"], shortest=1)("xabcx b") == f"x{MASK}x {MASK}"
+    # cut only past the limit
+    assert Redactor([])("abcde", limit=5) == "abcde"
+    assert Redactor([])("abcdef", limit=5) == "abcde... (1 more characters)"
+    # an IMAP response's undecodable bytes, and a one-character secret, on one line
+    assert describe([b"NO", b"\xff"]) == "NO \ufffd"
+    assert describe("code 7", "7") == f"code {MASK}"
+    # only a b'...' repr is turned back into text
+    assert describe(Exception("br'x'")) == "br'x'"
+    assert describe(Exception("B'x'")) == "B'x'"
+    assert show("a" * 8, 10) == "'aaaaaaaa'"

@@ -52,6 +52,7 @@ from reconciler.sandbox import (
     satworld,
 )
 from reconciler.sandbox.cfdis import sello_for
+from reconciler.sandbox.config import TomlValue, table, write_config
 from reconciler.sandbox.imapserver import ImapServer, start_pymap
 from reconciler.sandbox.receiver import WebhookReceiver
 from reconciler.sat.client import SatClient
@@ -60,8 +61,6 @@ from reconciler.sat.verdict import View, facts_of, judge
 log = logging.getLogger(__name__)
 
 RFC = "EKU9003173C9"
-USER = "testing@solucionfactible.com"
-PASSWORD = "timbrado.SF.16672"  # noqa: S105 the provider's published testing password
 NOTIFY = "demo@reconciler.invalid"
 FORGER = "Solución Factible <notificaciones@solucionfactib1e.com>"  # a look-alike domain
 DEADLINE_S = 55.0
@@ -98,14 +97,11 @@ def _issuer(secrets_dir: Path) -> str:
     """A throwaway SAT-shaped CSD for the demo's RFC, signed by a throwaway CA: ``[[issuers]]`` signing locally."""
     files = certs.issue(certs.authority(), RFC, name="ESCUELA KEMPER URGATE SA DE CV")
     cer, key, password = files.write(secrets_dir, f"{RFC}-csd")
-    return f"""
-[[issuers]]
-rfc = "{RFC}"
-signing = "local"
-csd_cer = "{cer}"
-csd_key = "{key}"
-csd_password_file = "{password}"
-"""
+    return table(
+        "issuers",
+        {"rfc": RFC, "signing": "local", "csd_cer": cer, "csd_key": key, "csd_password_file": password},
+        array=True,
+    )
 
 
 def _still_valid_either_way(uuid: str, view: str) -> bool:
@@ -138,70 +134,50 @@ def _write_config(
     secrets_dir = directory / "secrets"
     secrets_dir.mkdir(mode=0o700)
     issuers = _issuer(secrets_dir) if signing == "local" else ""
-    (secrets_dir / "provider_password").write_text(PASSWORD)
-    (secrets_dir / "mailbox_password").write_text(imap.password)
-    config = directory / "config.toml"
-    config.write_text(
-        f"""# Written by `reconciler demo`: the simulator and pymap on loopback.
-[ledger]
-path = "{directory / "ledger.sqlite3"}"
-
-[provider]
-wsdl = "{sandbox.wsdl_url}"
-usuario = "{USER}"
-password_file = "{secrets_dir / "provider_password"}"
-notify_email = "{NOTIFY}"
-timeout_s = 5
-max_concurrency = 16
-
-[mailbox]
-host = "{imap.host}"
-port = {imap.port}
-security = "none"
-username = "{imap.user}"
-password_file = "{secrets_dir / "mailbox_password"}"
-idle = true
-poll_interval_s = 1
-
-[mailbox.trust]
-allowed_senders = ["*@solucionfactible.com"]
-confirm_with_status = true
-
-[sat]
-enabled = true
-url = "{sandbox.sat_url}"
-max_rps = 20
-interval_s = 0.5
-retry_base_s = 0.5
-retry_max_s = 2
-early_s = [0.5, 1, 2]
-window_interval_s = 1
-window_s = {SAT_WINDOW_S}
-margin_interval_s = 2
-margin_s = 4
-daily_s = 10
-horizon_s = 60
-not_found_retry_s = 0.5
-not_found_submit_after_s = 5
-
-[schedule]
-retry_base_s = 0.5
-retry_max_s = 4
-status_check_after_s = 4
-stale_after_s = 3600
-submit_interval_s = 0.5
-chase_interval_s = 1
-
-[events]
-poll_interval_s = 0.2
-
-[[webhooks]]
-url = "{receiver.url}"
-name = "demo-receiver"
-secret = "{receiver.secret}"
-{issuers}"""
+    sat: dict[str, TomlValue] = {
+        "enabled": True,
+        "url": sandbox.sat_url,
+        "max_rps": 20,
+        "interval_s": 0.5,
+        "retry_base_s": 0.5,
+        "retry_max_s": 2,
+        "early_s": [0.5, 1, 2],
+        "window_interval_s": 1,
+        "window_s": SAT_WINDOW_S,
+        "margin_interval_s": 2,
+        "margin_s": 4,
+        "daily_s": 10,
+        "horizon_s": 60,
+        "not_found_retry_s": 0.5,
+        "not_found_submit_after_s": 5,
+    }
+    webhook = {"url": receiver.url, "name": "demo-receiver", "secret": receiver.secret}
+    return write_config(
+        directory,
+        wsdl=sandbox.wsdl_url,
+        imap=imap,
+        ledger=directory / "ledger.sqlite3",
+        notify_email=NOTIFY,
+        provider={"timeout_s": 5, "max_concurrency": 16},
+        mailbox={"idle": True, "poll_interval_s": 1},
+        schedule={
+            "retry_base_s": 0.5,
+            "retry_max_s": 4,
+            "status_check_after_s": 4,
+            "stale_after_s": 3600,
+            "submit_interval_s": 0.5,
+            "chase_interval_s": 1,
+        },
+        extra="\n".join(
+            [
+                table("sat", sat),
+                table("events", {"poll_interval_s": 0.2}),
+                table("webhooks", webhook, array=True),
+                issuers,
+            ]
+        ),
+        comment="Written by `reconciler demo`: the simulator and pymap on loopback.",
     )
-    return config
 
 
 async def _sat_settled(ledger: Ledger) -> bool:

@@ -71,7 +71,6 @@ def read_rows(lines: Iterable[str], name: str = "<csv>", delimiter: str = ",") -
 
 
 def _rows(reader: Any, index: dict[str, int], width: int) -> Iterator[tuple[int, JobSpec | str]]:
-    line = 1
     try:
         for row in reader:
             line = reader.line_num

@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import datetime
@@ -23,7 +22,6 @@ from typing import Any
 
 import aiosqlite
 
-from reconciler import backoff
 from reconciler.clock import iso
 from reconciler.errors import JobNotFoundError, LedgerError
 from reconciler.jobs.notices import SeenMessage
@@ -37,9 +35,6 @@ from reconciler.ledger.schema import MIGRATIONS, sha256_hex
 
 log = logging.getLogger(__name__)
 
-# Retry delays (first, cap) while another process holds the write lock (the WAL switch of a
-# brand-new file waits less: reconciler.ledger.opening).
-_LOCK_BACKOFF_S = (0.05, 2.0)
 # What a Job is read from, by name (Job.from_row): the table's columns and one computed.
 _JOB_COLUMNS = ", ".join({"has_acuse": "acuse IS NOT NULL AS has_acuse"}.get(name, name) for name in Job.COLUMNS)
 # The terminal states as an SQL list, from the state table.
@@ -188,28 +183,8 @@ class Ledger:
                 raise
 
     async def _begin(self) -> None:
-        """BEGIN IMMEDIATE, waiting as long as it takes while another process holds the write lock.
-
-        Contention is not a failure: past the busy timeout SQLite answers "database is locked"
-        (SQLITE_BUSY / SQLITE_LOCKED); we log one line, back off and try again until the lock is
-        free (or the ledger is closed).  Every other error (disk full, read-only, corrupt) raises.
-        """
-        attempt = 0
-        started = 0.0
-        while True:
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.Error as e:
-                if not contention.is_busy(e) or self._closed:
-                    raise LedgerError(f"ledger {self.path}: {e}") from e
-            attempt += 1
-            if attempt == 1:
-                started = time.monotonic()
-                log.warning("ledger %s: another process holds the write lock; waiting for it", self.path)
-            await asyncio.sleep(backoff.delay(attempt, *_LOCK_BACKOFF_S, self._rng))
-        if attempt:
-            log.info("ledger %s: write lock free after %.1fs; carrying on", self.path, time.monotonic() - started)
+        """BEGIN IMMEDIATE, waiting out another process's write lock (:func:`contention.begin`)."""
+        await contention.begin(self._db, self.path, self._rng, lambda: self._closed)
 
     # For the ledger's own modules (controls, imports): the connection, a write transaction, a read.
     @property

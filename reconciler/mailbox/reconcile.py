@@ -9,6 +9,7 @@ transaction.  Keeping the decision pure lets it be tested on its own, exhaustive
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from reconciler.jobs.notices import Decision, JobView, SeenMessage
 from reconciler.jobs.states import State, Trigger, step
@@ -29,8 +30,8 @@ def plan(
         decision = _decide(msg, view, done_ids, confirm_with_status)
         if decision.outcome in ("applied", "claimed") and msg.message_id:
             done_ids.add(msg.message_id)
-        if view is not None and decision.after is not None:
-            states[msg.uuid] = JobView(decision.after, "OK" if decision.claim else view.claim)  # type: ignore[index]
+        if view is not None and decision.after is not None:  # the decisions read the state only
+            states[msg.uuid] = replace(view, state=decision.after)  # type: ignore[index]
         decisions.append(decision)
     return decisions
 

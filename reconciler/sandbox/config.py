@@ -3,8 +3,8 @@
 Everything points at the simulator and a loopback IMAP server; secrets go in files beside the
 config, never into it.  Callers change what their case needs (a faster schedule, a
 ``processed_folder``) through the per-table mappings, and add whole tables (``[metrics]``,
-``[[issuers]]``) as ``extra`` TOML.  This module writes the product's documented keys as text; it
-imports nothing from the product (the daemon never imports the sandbox).
+``[[issuers]]``) as ``extra`` TOML, written with :func:`table`.  This module writes the product's
+documented keys as text; it imports nothing from the product (the daemon never imports the sandbox).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Protocol
 TESTING_USER = "testing@solucionfactible.com"
 TESTING_PASSWORD = "timbrado.SF.16672"  # noqa: S105 published by the provider for its testing service
 
-TomlValue = str | int | float | bool | Path | Sequence[str]
+TomlValue = str | int | float | bool | Path | Sequence[str | float]
 
 
 class Mailbox(Protocol):
@@ -46,8 +46,10 @@ def toml_value(value: TomlValue) -> str:
     return "[" + ", ".join(toml_value(v) for v in value) + "]"
 
 
-def _table(name: str, keys: Mapping[str, TomlValue | None]) -> str:
-    lines = [f"[{name}]", *(f"{k} = {toml_value(v)}" for k, v in keys.items() if v is not None)]
+def table(name: str, keys: Mapping[str, TomlValue | None], *, array: bool = False) -> str:
+    """One table (``[name]``, or ``[[name]]`` for an entry of an array of tables); ``None`` values are left out."""
+    head = f"[[{name}]]" if array else f"[{name}]"
+    lines = [head, *(f"{k} = {toml_value(v)}" for k, v in keys.items() if v is not None)]
     return "\n".join(lines) + "\n"
 
 
@@ -69,8 +71,8 @@ def render_config(
     """The TOML text; a key given as ``None`` in a mapping is left out (the product's default applies)."""
     head = "".join(f"# {line}\n" for line in comment.splitlines())
     tables = [
-        _table("ledger", {"path": ledger}),
-        _table(
+        table("ledger", {"path": ledger}),
+        table(
             "provider",
             {
                 "wsdl": wsdl,
@@ -80,7 +82,7 @@ def render_config(
                 **(provider or {}),
             },
         ),
-        _table(
+        table(
             "mailbox",
             {
                 "host": imap.host,
@@ -91,11 +93,11 @@ def render_config(
                 **(mailbox or {}),
             },
         ),
-        _table(
+        table(
             "mailbox.trust",
             {"allowed_senders": ["*@solucionfactible.com"], "confirm_with_status": True, **(trust or {})},
         ),
-        _table("schedule", dict(schedule or {})),
+        table("schedule", dict(schedule or {})),
     ]
     return head + "\n".join(tables) + (f"\n{extra.strip()}\n" if extra.strip() else "")
 

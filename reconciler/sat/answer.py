@@ -70,10 +70,6 @@ def canonical(value: str | None) -> str | None:
     return _CANONICAL.get(_key(text), text[:_SHOWN])
 
 
-def is_known(value: str | None) -> bool:
-    return value is None or value in _CANONICAL.values()
-
-
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What the SAT said about one CFDI; ``problem`` is set (and the rest None) when it said nothing usable."""

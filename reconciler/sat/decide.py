@@ -67,7 +67,7 @@ def _event(answer: Answer, **extra: Any) -> tuple[str, dict[str, Any]]:
     return ("sat", detail)
 
 
-def _failure(job: Job, answer: Answer, now: datetime, retry: Retry, rng: random.Random) -> tuple[int, str]:
+def _failure(job: Job, now: datetime, retry: Retry, rng: random.Random) -> tuple[int, str]:
     failures = job.sat_failures + 1
     return failures, iso(backoff.next_attempt(now, failures, retry.base_s, retry.max_s, rng))
 
@@ -111,7 +111,7 @@ def preflight(
         return Change(job.uuid, None, SOURCE, {"sat_cleared": 1, "sat_due_at": None}, [("sat", skipped)], State.QUEUED)
     first = parse_iso(job.sat_first_at) if job.sat_first_at else now
     if not answer.usable:
-        failures, retry_at = _failure(job, answer, now, retry, rng)
+        failures, retry_at = _failure(job, now, retry, rng)
         if preflight_due(first, now, cadence) is None:
             note = _event(answer, preflight="skipped", reason=f"the SAT has not answered since {iso(first)}")
             return Change(job.uuid, None, SOURCE, {"sat_cleared": 1, "sat_due_at": None}, [note], State.QUEUED)
@@ -147,7 +147,7 @@ def preflight(
 def follow(job: Job, answer: Answer, now: datetime, cadence: Cadence, retry: Retry, rng: random.Random) -> Change:
     """Record one follow-up answer and plan the next ask (None: the SAT's word is final or the budget is spent)."""
     if not answer.usable:
-        failures, retry_at = _failure(job, answer, now, retry, rng)
+        failures, retry_at = _failure(job, now, retry, rng)
         failed = {"sat_failures": failures, "sat_due_at": retry_at}
         return Change(job.uuid, None, SOURCE, failed, [_event(answer, retry_at=retry_at)], require=job.state)
     calls = job.sat_calls + 1

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Iterator
 import pytest
 
 from reconciler.errors import ValidationError
-from reconciler.jobs.jobfile import MAX_REPORTED, bounded_lines, parse_jobs
+from reconciler.jobs.jobfile import MAX_REPORTED, bounded_lines, parse_jobs, read_rows
+from reconciler.jobs.validation import JobSpec
 
 U1, U2, U3 = (
     "71452784-AFC7-4BE5-8623-3BA1436D573B",
@@ -139,3 +140,28 @@ def test_bounded_lines_names_undecodable_text() -> None:
     lines = bounded_lines(stream, "f.csv")
     with pytest.raises(ValidationError, match=r"^f\.csv: line 1: not UTF-8 text \(invalid start byte\)$"):
         list(lines)
+
+
+def test_the_sat_columns_reach_the_job_and_other_columns_are_named() -> None:
+    rows = read_rows(
+        ["\ufeffUUID;rfc;Notes;;rfc_receptor;TOTAL;Sello", f"{U1};{RFC};x;y;XAXX010101000; 10.50 ;abcdefghij"],
+        "sat.csv",
+        delimiter=";",
+    )
+    assert (rows.name, rows.ignored) == ("sat.csv", ["Notes", "column 4"])
+    [(line, spec)] = list(rows.rows)
+    assert line == 2 and spec == JobSpec(U1, RFC, "02", None, "XAXX010101000", "10.50", "cdefghij")
+
+
+def test_a_file_name_and_delimiter_default_to_a_comma_csv() -> None:
+    rows = read_rows(["uuid,rfc", f"{U1},{RFC}"])
+    assert (rows.name, rows.ignored, [line for line, _ in rows.rows]) == ("<csv>", [], [2])
+    with pytest.raises(ValidationError) as info:
+        parse_jobs(["uuid,rfc", "x,y", "z,w"])
+    assert str(info.value).startswith("<csv>: 2 bad rows, nothing imported: line 2: uuid: not a UUID: 'x'; line 3:")
+    assert parse_jobs(["uuid;rfc", f"{U1};{RFC}"], "x.csv", ";") == [JobSpec(U1, RFC, "02", None)]
+
+
+def test_a_row_missing_its_required_cells_names_them() -> None:
+    rows = read_rows(["uuid,rfc,motivo", ",,02", f"{U1},,"])
+    assert list(rows.rows) == [(2, "uuid: not a UUID: ''"), (3, "rfc: an RFC has 12 or 13 characters, got 0: ''")]

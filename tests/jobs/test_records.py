@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import sqlite3
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -69,3 +70,33 @@ def test_dumps_is_compact_utf8_and_never_fails_on_odd_values() -> None:
     assert dumps({"a": [1, "ñ"], "b": None}) == '{"a":[1,"ñ"],"b":null}'
     assert dumps({"when": State.OK}) == '{"when":"ok"}'
     assert dumps({"x": object.__new__(type("Odd", (), {"__str__": lambda self: "odd"}))}) == '{"x":"odd"}'
+
+
+def _rows(columns: list[str], jobs: list[Job], extra: str = "") -> list[sqlite3.Row]:
+    """The jobs as rows of a real SQLite query whose columns come in ``columns`` order (plus ``extra``)."""
+    db = sqlite3.connect(":memory:")
+    db.row_factory = sqlite3.Row
+    names = [*columns, *([extra] if extra else [])]
+    db.execute(f"CREATE TABLE t ({', '.join(names)})")
+    for job in jobs:
+        values = {**asdict(job), "state": str(job.state), "has_acuse": int(job.has_acuse)}
+        marks = ", ".join("?" * len(names))
+        db.execute(f"INSERT INTO t VALUES ({marks})", [values.get(n, "x") for n in names])  # noqa: S608
+    return list(db.execute("SELECT * FROM t"))
+
+
+def test_jobs_are_read_by_column_name_whatever_the_order() -> None:
+    other = replace(JOB, uuid=F, state=State.AWAITING, has_acuse=False, code=None, sat_calls=4)
+    for columns in (list(Job.COLUMNS), list(reversed(Job.COLUMNS))):
+        jobs = Job.from_rows(_rows(columns, [JOB, other], extra="unrelated"))
+        assert jobs == [JOB, other]
+        assert [type(j.state) for j in jobs] == [State, State] and [j.has_acuse for j in jobs] == [True, False]
+    assert Job.from_row(_rows(list(reversed(Job.COLUMNS)), [other])[0]) == other
+    assert Job.from_rows([]) == []
+
+
+def test_a_row_without_a_jobs_columns_is_refused_naming_them() -> None:
+    columns = [c for c in Job.COLUMNS if c not in ("state", "sello")]
+    with pytest.raises(ValueError) as caught:
+        Job.from_rows(_rows(columns, [JOB]))
+    assert str(caught.value) == "a job row lacks the columns state, sello"

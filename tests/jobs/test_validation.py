@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import uuid as uuidlib
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from reconciler.errors import ValidationError
 from reconciler.jobs.jobfile import parse_jobs
-from reconciler.jobs.validation import job_spec, parse_motivo, parse_rfc, parse_uuid
+from reconciler.jobs.validation import job_spec, parse_motivo, parse_rfc, parse_total, parse_uuid, sat_fields
 
 U = "71452784-AFC7-4BE5-8623-3BA1436D573B"
 
@@ -154,3 +155,79 @@ def test_messages(call: Callable[[], object], message: str) -> None:
 def test_no_folio_is_none_not_empty() -> None:
     assert job_spec(U, "EKU9003173C9", "02", "  ").folio_sustitucion is None
     assert job_spec(U, "EKU9003173C9", "02").provider_uuid_field == f"{U}|02|"
+
+
+@pytest.mark.parametrize(
+    ("given_", "expected"),
+    [
+        (("xaxx010101000", " 1234.50 ", "abc/def+ ghij\n KLMN=="), ("XAXX010101000", "1234.50", "ijKLMN==")),
+        ((None, None, None), (None, None, None)),
+        (("  ", " ", "\n"), (None, None, None)),  # blank cells are absent, not errors
+        ((None, "0", "12345678"), (None, "0", "12345678")),
+        ((None, "7", None), (None, "7", None)),
+    ],
+)
+def test_the_sat_fields_are_validated_and_normalised(
+    given_: tuple[str | None, str | None, str | None], expected: tuple[str | None, str | None, str | None]
+) -> None:
+    assert sat_fields(*given_) == expected
+    spec = job_spec(U, "EKU9003173C9", None, None, *given_)
+    assert (spec.rfc_receptor, spec.total, spec.sello) == expected
+
+
+@pytest.mark.parametrize(
+    ("given_", "message"),
+    [
+        (("XAXX0101", None, None), "rfc_receptor: an RFC has 12 or 13 characters, got 8: 'XAXX0101'"),
+        ((None, "-1", None), "total: must be a finite amount from 0 to 10^18, got '-1'"),
+        ((None, "1e3", None), "total: digits with an optional decimal point, got '1e3'"),
+        ((None, "abc", None), "total: not an amount: 'abc'"),
+        ((None, None, "short"), "sello: at least 8 characters are needed, got 5"),
+        ((None, None, "ñ" * 8), "sello: a sello is base64 text; this one holds non-ASCII characters"),
+    ],
+)
+def test_a_bad_sat_field_is_refused_naming_it(given_: tuple[str | None, str | None, str | None], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        sat_fields(*given_)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "amount"),
+    [
+        (" 10.50 ", Decimal("10.50")),
+        ("0", Decimal("0")),
+        ("999999999999999999.999999", Decimal("999999999999999999.999999")),
+        (Decimal("5.25"), Decimal("5.25")),
+        (7, Decimal("7")),
+    ],
+)
+def test_a_total_is_read_as_given(value: str | Decimal | int, amount: Decimal) -> None:
+    assert parse_total(value) == amount
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (True, "total: not an amount: True"),
+        ("abc", "total: not an amount: 'abc'"),
+        ("x" * 50, f"total: not an amount: {'x' * 40!r}"),
+        ("1000000000000000000", "total: must be a finite amount from 0 to 10^18, got '1000000000000000000'"),
+        ("-0.01", "total: must be a finite amount from 0 to 10^18, got '-0.01'"),
+        ("NaN", "total: must be a finite amount from 0 to 10^18, got 'NaN'"),
+        ("9" * 50, f"total: must be a finite amount from 0 to 10^18, got {'9' * 40!r}"),
+        ("1.2.3", "total: not an amount: '1.2.3'"),
+        ("1e2", "total: digits with an optional decimal point, got '1e2'"),
+        ("+5", "total: digits with an optional decimal point, got '+5'"),
+        ("1_0", "total: digits with an optional decimal point, got '1_0'"),
+        ("٣", "total: digits with an optional decimal point, got '٣'"),
+        (
+            "1" * 15 + "e1" + " " * 30,
+            f"total: digits with an optional decimal point, got {('1' * 15 + 'e1' + ' ' * 30)[:40]!r}",
+        ),
+    ],
+)
+def test_a_bad_total_is_refused_naming_it(value: object, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_total(value)  # type: ignore[arg-type]
+    assert str(caught.value) == message

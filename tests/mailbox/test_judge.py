@@ -93,3 +93,56 @@ def test_a_display_name_never_makes_a_sender_trusted(status: str, name: str) -> 
     raw = notification(U, status, sender=f'"{name} {SENDER}" <avisos@evil.example>')
     found = judge(1, head(raw), PLAIN)
     assert isinstance(found, SeenMessage) and found.verdict != "notification"
+
+
+def _message_id(header: bytes) -> str:
+    [line] = [h for h in header.decode().split("\r\n") if h.startswith("Message-ID: ")]
+    return line.removeprefix("Message-ID: ")
+
+
+def _undated(header: bytes) -> bytes:
+    return b"\r\n".join(h for h in header.split(b"\r\n") if not h.startswith(b"Date: "))
+
+
+DATE = "2025-11-24T07:02:03.000Z"
+
+
+@pytest.mark.parametrize("dated", [True, False])
+def test_the_whole_record_of_a_malformed_notification(dated: bool) -> None:
+    header = head(notification(U, "MAYBE"))
+    header = header if dated else _undated(header)
+    assert judge(7, header, PLAIN) == SeenMessage(
+        7,
+        _message_id(header),
+        "malformed",
+        U,
+        None,
+        SENDER,
+        "X-StatusCancelacion is 'MAYBE', not OK or ERROR",
+        DATE if dated else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sender", "shown", "reason"),
+    [
+        # the record names the first mailbox of a From that holds several, and none of an empty group
+        (f"{SENDER}, otro@solucionfactible.com", SENDER, "From holds 2 mailboxes; exactly one is required"),
+        (
+            "otro@evil.example, x@solucionfactible.com",
+            "otro@evil.example",
+            "From holds 2 mailboxes; exactly one is required",
+        ),
+        ("undisclosed:;", None, "no From address"),
+    ],
+)
+def test_the_whole_record_of_an_untrusted_notification(sender: str, shown: str | None, reason: str) -> None:
+    header = _undated(head(notification(U, sender=sender)))
+    assert judge(7, header, PLAIN) == SeenMessage(7, _message_id(header), "untrusted", U, "OK", shown, reason, None)
+
+
+def test_the_whole_record_of_a_trusted_notification_keeps_no_reason() -> None:
+    header = head(notification(U, "ERROR"))
+    assert judge(9, header, PLAIN) == SeenMessage(
+        9, _message_id(header), "notification", U, "ERROR", SENDER, None, DATE
+    )

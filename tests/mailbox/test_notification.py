@@ -392,3 +392,73 @@ _dates = st.builds(
 @given(_dates)
 def test_fast_date_reading_matches_the_standard_library(value: str) -> None:
     assert _parse_date(value) == _parse_date_stdlib(value)
+
+
+FROM = "From: Avisos <avisos@solucionfactible.com>"
+DATED = "Date: Mon, 24 Nov 2025 07:02:03 +0000"
+WHEN = datetime(2025, 11, 24, 7, 2, 3, tzinfo=UTC)
+SF = "avisos@solucionfactible.com"
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (
+            [f"X-UUIDCancelacion: {U}", f"X-UUIDCancelacion: {U.lower()}", "X-StatusCancelacion: OK"],
+            Malformed("X-UUIDCancelacion appears 2 times; exactly one is required", None, "<m@x>", SF, WHEN),
+        ),
+        (
+            [f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: OK"],
+            None,
+        ),
+        (
+            [f"X-UUIDCancelacion: {U}"],
+            Malformed("no X-StatusCancelacion header", U, "<m@x>", SF, WHEN),
+        ),
+        (
+            [f"X-UUIDCancelacion: {U}", "X-StatusCancelacion: =?utf-8?q?=EF=BC=AFK?="],
+            Malformed(
+                "X-StatusCancelacion holds non-ASCII character 'Ｏ' (U+FF2F) at position 1: 'ＯK'", U, "<m@x>", SF, WHEN
+            ),
+        ),
+        (
+            ["X-UUIDCancelacion: =?utf-8?q?=EF=AC=80?=", "X-StatusCancelacion: OK"],
+            Malformed(
+                "X-UUIDCancelacion holds non-ASCII character 'ﬀ' (U+FB00) at position 1: 'ﬀ'", None, "<m@x>", SF, WHEN
+            ),
+        ),
+        (
+            ["X-UUIDCancelacion: =?utf-8?q?a=01b?=", "X-StatusCancelacion: OK"],
+            Malformed("X-UUIDCancelacion is not a UUID: 'a b'", None, "<m@x>", SF, WHEN),
+        ),
+    ],
+)
+def test_the_whole_malformed_record(lines: list[str], expected: Malformed | None) -> None:
+    parsed = parse(headers(FROM, DATED, "Message-ID: <m@x>", "X-SFService: Cancelar", *lines))
+    if expected is None:
+        assert isinstance(parsed, Notification) and parsed.uuid == U
+    else:
+        assert parsed == expected
+
+
+def test_the_whole_notification_keeps_the_raw_from_and_the_results_cleaned() -> None:
+    raw = headers(
+        FROM,
+        DATED,
+        "Message-ID: <m\x01@x>",
+        "X-SFService: Cancelar",
+        f"X-UUIDCancelacion: {U}",
+        "X-StatusCancelacion: ok",
+        "Authentication-Results: mx.example.com; dkim=pass (cl\udcc3\udca9 \udcff)",
+        "Authentication-Results: " + "r" * 1200,
+    )
+    assert parse(raw) == Notification(
+        U,
+        "OK",
+        "<m @x>",
+        SF,
+        (SF,),
+        WHEN,
+        "Avisos <avisos@solucionfactible.com>",
+        ("mx.example.com; dkim=pass (clé \ufffd)", "r" * 998),
+    )

@@ -10,6 +10,8 @@ import pytest
 from reconciler.jobs.notices import Applied, SeenMessage
 from reconciler.mailbox.passes import Batch, Complaints, Fetches, Marks, Tally, settle
 
+U = "71452784-AFC7-4BE5-8623-3BA1436D573B"
+
 
 def msg(uid: int, reason: str | None = None) -> SeenMessage:
     return SeenMessage(uid, f"<{uid}@sf>", "notification", None, "OK", "n@sf.com", reason, None)
@@ -97,3 +99,38 @@ def test_complaints_are_capped_per_pass(caplog: pytest.LogCaptureFixture) -> Non
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3 and "untrusted notification uid 1" in lines[0] and "not allowed" in lines[0]
     assert "orphan notification uid 3" in lines[1] and lines[2].startswith("1 more")
+
+
+def test_each_complaint_line_word_for_word(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="reconciler.mailbox.passes")
+    long_sender = "a" * 100 + "@evil.example"
+    seen = [
+        SeenMessage(1, "<1@x>", "untrusted", U, "OK", "x@evil.example", "r" * 300, None),
+        SeenMessage(2, "<2@x>", "malformed", None, None, long_sender, None, None),
+        SeenMessage(3, "<3@x>", "notification", U, "OK", None, "", None),
+    ]
+    applied = [
+        Applied(1, "untrusted", U, False),
+        Applied(2, "malformed", None, False),
+        Applied(3, "conflict", U, False),
+        Applied(9, "orphan", None, False),  # no message seen under that UID
+        Applied(5, "applied", U, True),
+        Applied(6, "duplicate", U, True),
+        Applied(7, "claimed", U, True),
+    ]
+    complaints = Complaints(4)
+    complaints.report(seen, applied)
+    complaints.summarise()  # exactly at the limit: no summary line
+    assert [r.getMessage() for r in caplog.records] == [
+        f"untrusted notification uid 1 for {U} from 'x@evil.example': {'r' * 200}",
+        f"malformed notification uid 2 for ? from {repr(long_sender)[:80]}",
+        f"conflict notification uid 3 for {U} from None",
+        "orphan notification uid 9 for ? from None",
+    ]
+    assert complaints.count == 4
+    caplog.clear()
+    complaints.report(seen, applied[:2])
+    complaints.summarise()
+    assert [r.getMessage() for r in caplog.records] == [
+        "2 more untrusted, malformed or conflicting notifications not logged"
+    ]

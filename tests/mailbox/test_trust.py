@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import base64
+import logging
+import re
+import socket
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import dkim
 import dns.exception
+import dns.message
 import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
 import dns.resolver
+import dns.rrset
 import pytest
 
 from reconciler.config import TrustSettings
@@ -19,10 +28,13 @@ from reconciler.mailbox.trust import (
     DKIM_ATTEMPTS,
     DkimUnavailable,
     Postponements,
+    Verdict,
     aligned,
     assess,
     check_authentication_results,
+    check_dkim,
     parse_authentication_results,
+    resolve_txt,
 )
 from tests.fixtures_imap import new_uuid, notification
 
@@ -416,3 +428,232 @@ def test_a_verdict_clears_the_count() -> None:
 def test_the_default_limit_is_dkim_attempts() -> None:
     p = Postponements()
     assert [p.again(1) for _ in range(DKIM_ATTEMPTS)] == [True] * (DKIM_ATTEMPTS - 1) + [False]
+
+
+# -- every verdict whole: trusted or not, and the reason recorded for a human, word for word ------------
+
+
+@pytest.mark.parametrize(
+    ("sender", "reason"),
+    [
+        ("attacker@evil.example", "sender attacker@evil.example is not in mailbox.trust.allowed_senders"),
+        (f"a@{DOMAIN}, attacker@evil.example", "From holds 2 mailboxes; exactly one is required"),
+        ("", "no From address"),
+        (
+            f"notificaciones@{DOMAIN}@evil.example",
+            f"From is not a valid address: 'notificaciones@{DOMAIN}@evil.example'",
+        ),
+    ],
+)
+def test_refused_senders_word_for_word(sender: str, reason: str) -> None:
+    assert assess(note(sender), DEFAULT) == Verdict(False, reason)
+
+
+def test_every_check_that_vouched_is_named_in_the_reason() -> None:
+    raw = signed(notification(new_uuid(), extra=AR.format(f"mx.example.com; dkim=pass header.d={DOMAIN}")))
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    both = TrustSettings(authserv_id="mx.example.com", verify_dkim=True)
+    assert assess(parsed, both, raw, dnsfunc=dnsfunc) == Verdict(
+        True,
+        f"sender notificaciones@{DOMAIN} matches *@{DOMAIN}; mx.example.com: dkim=pass for {DOMAIN}; "
+        f"DKIM signature d={DOMAIN} verified",
+    )
+    assert assess(parsed, DKIM_ON, None) == Verdict(False, "DKIM check needs the whole message and it was not fetched")
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ([], "no Authentication-Results header from mx"),
+        (
+            ["mx; spf=pass smtp.mailfrom=a@a.example"],
+            "Authentication-Results from mx: no dkim or dmarc result; need a pass for a.example",
+        ),
+        (
+            ["mx; dkim=fail header.i=x@y@Sub.A.example"],
+            "Authentication-Results from mx: dkim=fail for sub.a.example; need a pass for a.example",
+        ),
+    ],
+)
+def test_authentication_results_refusals_are_whole_verdicts(headers: list[str], reason: str) -> None:
+    assert check_authentication_results(headers, "mx", "a.example") == Verdict(False, reason)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # a comment may hold a parenthesis, escaped or nested; what is inside never counts
+        ("mx; dkim=pass (\\)) header.d=a.example", ("mx", [("dkim", "pass", {"header.d": "a.example"})])),
+        (
+            "mx; dkim=pass (a \\) header.d=evil) header.d=a.example",
+            ("mx", [("dkim", "pass", {"header.d": "a.example"})]),
+        ),
+        (
+            "mx; dkim=pass (a (b) header.d=evil) header.d=a.example",
+            ("mx", [("dkim", "pass", {"header.d": "a.example"})]),
+        ),
+        ("mx(); none", ("mx", [])),
+        # an escape at the very end leaves the quoted string open; an empty quoted string is empty
+        ('mx; dkim=pass header.d="a\\', None),
+        ('mx; dkim=pass header.d="a\\"', None),
+        ('mx; dkim=pass header.d=""', ("mx", [("dkim", "pass", {"header.d": ""})])),
+        # a stray "=" never becomes a property name; the method is what comes before the version
+        ("mx; dkim=pass = = x header.d=a", ("mx", [("dkim", "pass", {"header.d": "a"})])),
+        ("mx; dkim/1/2 = pass", ("mx", [("dkim", "pass", {})])),
+    ],
+)
+def test_authentication_results_comments_quotes_and_strays(value: str, expected: object) -> None:
+    assert _parsed(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("from_domain", "signer", "expected"),
+    [
+        ("A.Example.", "a.example", True),
+        ("a.example", "a.example.", True),
+        ("mail.a.example.", "A.EXAMPLE.", True),
+        ("a.example.", "b.example", False),
+        (".a.example", "a.example", True),
+    ],
+)
+def test_alignment_ignores_case_and_the_root_dot(from_domain: str, signer: str, expected: bool) -> None:
+    assert aligned(from_domain, signer) is expected
+
+
+def _header_value(raw: bytes) -> bytes:
+    return raw.split(b"\r\n\r\n", 1)[0]
+
+
+def test_dkim_a_foreign_or_broken_signature_before_ours_does_not_hide_ours() -> None:
+    raw = notification(new_uuid())
+    ours = dkim.sign(raw, b"sel", DOMAIN.encode(), KEY, include_headers=INCLUDE)
+    foreign = dkim.sign(raw, b"sel", b"evil.example", KEY, include_headers=INCLUDE)
+    broken = b"DKIM-Signature: v=1; d=a; d=b\r\n"  # a tag twice: not a tag list
+    for first in (foreign, broken):
+        assert check_dkim(first + ours + raw, DOMAIN, dnsfunc) == Verdict(True, f"DKIM signature d={DOMAIN} verified")
+    assert check_dkim(broken + foreign + raw, DOMAIN, dnsfunc) == Verdict(
+        False, f"unparseable DKIM-Signature; DKIM d=evil.example does not align with {DOMAIN}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("signature", "reason"),
+    [
+        (b"DKIM-Signature: v=1; a=rsa-sha256; s=sel; h=from; bh=x; b=y\r\n", f"DKIM d=? does not align with {DOMAIN}"),
+        (
+            f"DKIM-Signature: v=1; a=rsa-sha256; d={DOMAIN}; s=sel; bh=x; b=y\r\n".encode(),
+            f"DKIM d={DOMAIN} does not sign from, x-uuidcancelacion, x-statuscancelacion",
+        ),
+        (
+            b"DKIM-Signature: v=1; d=\xc3\xb1.example; s=sel; h=from; bh=x; b=y\r\n",
+            f"DKIM d=\ufffd\ufffd.example does not align with {DOMAIN}",
+        ),
+    ],
+)
+def test_dkim_signatures_that_cannot_vouch_say_why(signature: bytes, reason: str) -> None:
+    assert check_dkim(signature + notification(new_uuid()), DOMAIN, dnsfunc) == Verdict(False, reason)
+
+
+def test_dkim_header_list_without_spaces_is_read_field_by_field() -> None:
+    raw = notification(new_uuid())
+    sig = dkim.sign(raw, b"sel", DOMAIN.encode(), KEY, include_headers=INCLUDE)
+    # The same fields listed "a:b:c" (dkimpy writes "a : b"): they are covered, so it comes down to the signature
+    tight = re.sub(rb"(?<=[;\s])h=[^;]*;", b"h=from:x-uuidcancelacion:x-statuscancelacion;", sig, flags=re.S)
+    assert tight != sig
+    assert check_dkim(tight + raw, DOMAIN, dnsfunc) == Verdict(False, f"DKIM signature d={DOMAIN} does not verify")
+
+
+def test_dkim_unreadable_message_is_untrusted() -> None:
+    assert check_dkim(b"no colon line\r\n\r\nbody", DOMAIN) == Verdict(
+        False, "DKIM: message unreadable (MessageFormatError)"
+    )
+
+
+def test_dkim_key_lookup_gets_the_name_and_dkimpys_timeout() -> None:
+    asked: list[tuple[bytes, float]] = []
+
+    def recording(name: bytes, timeout: float = -1) -> bytes | None:
+        asked.append((name, timeout))
+        return dnsfunc(name)
+
+    raw = signed(notification(new_uuid()))
+    assert check_dkim(raw, DOMAIN, recording).trusted
+    assert asked == [(b"sel._domainkey." + DOMAIN.encode() + b".", 5)]
+
+
+def test_a_verdict_on_a_message_never_put_off_and_a_limit_of_one() -> None:
+    raw = signed(notification(new_uuid()))
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    assert Postponements().judge(3, parsed, DKIM_ON, raw, dnsfunc=dnsfunc) == Verdict(
+        True, f"sender notificaciones@{DOMAIN} matches *@{DOMAIN}; DKIM signature d={DOMAIN} verified"
+    )
+    assert Postponements(limit=1).again(3) is False  # judged at once, nothing kept
+
+
+def test_a_put_off_is_logged_with_the_reason_and_the_final_verdict_is_whole(caplog: pytest.LogCaptureFixture) -> None:
+    def down(name: bytes, timeout: float = 5) -> bytes | None:
+        raise OSError("resolver unreachable")
+
+    raw = signed(notification(new_uuid()))
+    parsed = parse(raw)
+    assert isinstance(parsed, Notification)
+    p = Postponements(limit=2)
+    with caplog.at_level(logging.WARNING, logger="reconciler.mailbox.trust"):
+        assert p.judge(4, parsed, DKIM_ON, raw, dnsfunc=down) is None
+    lookup = f"DKIM key lookup for d={DOMAIN} failed for now: OSError for 'sel._domainkey.{DOMAIN}.'"
+    assert [r.getMessage() for r in caplog.records if r.name == "reconciler.mailbox.trust"] == [
+        f"notification uid 4 put off to the next pass: {lookup}"
+    ]
+    assert p.judge(4, parsed, DKIM_ON, raw, dnsfunc=down) == Verdict(False, f"{lookup}; still failing after 2 passes")
+
+
+# -- resolve_txt against a DNS server on loopback -------------------------------------------------
+
+
+class _LoopbackDns:
+    """Answers TXT queries for ``records`` (a name's TXT strings) over UDP on 127.0.0.1; anything else: no answer."""
+
+    def __init__(self, records: dict[str, list[bytes]]) -> None:
+        self.records = records
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            query = dns.message.from_wire(data)
+            reply = dns.message.make_response(query)
+            question = query.question[0]
+            strings = self.records.get(question.name.to_text())
+            if strings is not None and question.rdtype == dns.rdatatype.TXT:
+                reply.answer.append(
+                    dns.rrset.from_rdata(
+                        question.name, 60, dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, strings)
+                    )
+                )
+            self.sock.sendto(reply.to_wire(), peer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_resolve_txt_joins_the_strings_of_the_record_and_finds_none_where_there_is_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = _LoopbackDns({f"sel._domainkey.{DOMAIN}.": [b"v=DKIM1; k=rsa; ", b"p=" + PUBLIC[:20]]})
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers, resolver.port = ["127.0.0.1"], server.port
+    monkeypatch.setattr(dns.resolver, "default_resolver", resolver)
+    try:
+        assert resolve_txt(f"sel._domainkey.{DOMAIN}.".encode()) == b"v=DKIM1; k=rsa; p=" + PUBLIC[:20]
+        assert resolve_txt(b"other._domainkey.example.com.") is None  # NOERROR without a record: no key
+    finally:
+        server.close()

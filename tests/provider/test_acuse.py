@@ -194,3 +194,57 @@ def test_module_is_pure() -> None:
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"__future__", "dataclasses", "enum", "hashlib", "lxml", "reconciler"}
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (None, "no acuse"),
+        (b" \r\n", "the acuse is empty"),
+        (b"<html><body/></html>", "not an acuse: root element 'html'"),
+        (b'<Acuse Fecha="x"/>', "the acuse has no Folios"),
+        (doc(folio("x" * 70, "201")), f"the acuse names another UUID: '{'x' * 60}...'"),
+        (doc(folio("y" * 60, "201")), f"the acuse names another UUID: '{'y' * 60}'"),
+        (b"<!DOCTYPE Acuse><Acuse>" + folio(U, "201").encode() + b"</Acuse>", "the acuse declares a DTD"),
+        (
+            doc("<Folios><UUID><b>" + U + "</b></UUID><EstatusUUID>201</EstatusUUID></Folios>"),
+            "a Folios' UUID or EstatusUUID holds elements, not text",
+        ),
+        (doc(folio(U, "20100")), "EstatusUUID is not a number: '20100'"),
+    ],
+)
+def test_what_is_not_evidence_word_for_word(data: bytes | None, reason: str) -> None:
+    assert check(data, U) == acuse.Verdict(Kind.UNUSABLE, reason)
+
+
+def test_an_acuse_of_exactly_the_limit_is_read() -> None:
+    padded = REAL + b" " * (acuse.MAX_BYTES - len(REAL))
+    assert len(padded) == acuse.MAX_BYTES and check(padded, U).accepted
+    assert check(padded + b" ", U).reason == f"the acuse is {acuse.MAX_BYTES + 1} bytes, more than {acuse.MAX_BYTES}"
+
+
+def test_a_verdict_as_recorded_in_an_event() -> None:
+    assert check(REAL, U).as_dict() == {
+        "verdict": "accepted",
+        "reason": check(REAL, U).reason,
+        "estatus_uuid": 201,
+        "meaning": "the SAT received the cancellation request",
+    }
+    assert check(None, U).as_dict() == {
+        "verdict": "unusable",
+        "reason": "no acuse",
+        "estatus_uuid": None,
+        "meaning": "",
+    }
+
+
+def test_an_estatus_of_four_digits_is_the_sats_word_and_an_acceptance_names_it() -> None:
+    assert check(doc(folio(U, "2010")), U) == acuse.Verdict(
+        Kind.REFUSED, "the SAT refused: EstatusUUID 2010: unknown SAT code 2010", 2010, "unknown SAT code 2010"
+    )
+    assert check(REAL, U) == acuse.Verdict(
+        Kind.ACCEPTED,
+        "EstatusUUID 201: the SAT received the cancellation request",
+        201,
+        "the SAT received the cancellation request",
+    )

@@ -8,7 +8,16 @@ from hypothesis import strategies as st
 
 from reconciler.provider import codes
 from reconciler.provider.acuse import Kind, Verdict
-from reconciler.provider.codes import SAT_ESTATUS_UUID, Outcome, StatusOutcome, classify, classify_status, sat_meaning
+from reconciler.provider.codes import (
+    SAT_ESTATUS_UUID,
+    Classification,
+    Outcome,
+    StatusClassification,
+    StatusOutcome,
+    classify,
+    classify_status,
+    sat_meaning,
+)
 
 ACCEPTING = Verdict(Kind.ACCEPTED, "EstatusUUID 201", 201, "received")
 REFUSING = Verdict(Kind.REFUSED, "the SAT refused: EstatusUUID 205", 205, "does not exist")
@@ -126,3 +135,65 @@ def test_table_is_total(code: int) -> None:
 )
 def test_transport_failures_have_no_code_and_are_transient(c: codes.Classification) -> None:
     assert (c.code, c.outcome, c.known) == (None, Outcome.TRANSIENT, True)
+
+
+@pytest.mark.parametrize(
+    ("code", "verdict", "expected"),
+    [
+        (200, ACCEPTING, StatusClassification(200, StatusOutcome.DONE, codes.STATUS_DONE)),
+        (
+            200,
+            REFUSING,
+            StatusClassification(
+                200, StatusOutcome.FAILED, "the SAT refused: EstatusUUID 205 (the UUID does not exist at the SAT)"
+            ),
+        ),
+        (
+            200,
+            Verdict(Kind.REFUSED, "the SAT refused: EstatusUUID 999", 999, "?"),
+            StatusClassification(200, StatusOutcome.FAILED, "the SAT refused: EstatusUUID 999 (unknown SAT code 999)"),
+        ),
+        # a refusal without the SAT's code, or a code on a verdict that is no refusal, is not evidence
+        (
+            200,
+            Verdict(Kind.REFUSED, "refused, code unreadable"),
+            StatusClassification(200, StatusOutcome.DISPUTED, codes.STATUS_DISPUTED),
+        ),
+        (
+            200,
+            Verdict(Kind.UNUSABLE, "another UUID", 205),
+            StatusClassification(200, StatusOutcome.DISPUTED, codes.STATUS_DISPUTED),
+        ),
+        (200, UNUSABLE, StatusClassification(200, StatusOutcome.DISPUTED, codes.STATUS_DISPUTED)),
+        (200, True, StatusClassification(200, StatusOutcome.DISPUTED, codes.STATUS_DISPUTED)),
+        (200, None, StatusClassification(200, StatusOutcome.DISPUTED, codes.STATUS_200_WITHOUT_ACUSE)),
+        (
+            211,
+            ACCEPTING,
+            StatusClassification(211, StatusOutcome.PROCESSING, "the cancellation is still being processed"),
+        ),
+        (
+            702,
+            None,
+            StatusClassification(702, StatusOutcome.NOT_FOUND, "no asynchronous transaction exists for this UUID"),
+        ),
+        (1803, None, StatusClassification(1803, StatusOutcome.FAILED, "invalid UUID (reported)")),
+        (
+            611,
+            None,
+            StatusClassification(
+                611, StatusOutcome.TRANSIENT, "the status request's parameters are incomplete or out of place"
+            ),
+        ),
+        (4242, ACCEPTING, StatusClassification(4242, StatusOutcome.TRANSIENT, "unknown code 4242", known=False)),
+    ],
+)
+def test_the_whole_status_classification(code: int, verdict: object, expected: StatusClassification) -> None:
+    assert classify_status(code, verdict) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code", [200, 211, 701, 1803, 604])
+def test_the_whole_cancel_classification(code: int) -> None:
+    outcome, meaning = codes.CANCEL_CODES[code]
+    assert classify(code) == Classification(code, outcome, meaning)
+    assert classify(9) == Classification(9, Outcome.TRANSIENT, "unknown code 9", known=False)

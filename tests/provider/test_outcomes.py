@@ -8,12 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reconciler.clock import iso
 from reconciler.jobs.records import Change, Job
 from reconciler.jobs.states import State, Trigger
 from reconciler.provider import codes
 from reconciler.provider.acuse import Kind, Verdict, check, sha256
 from reconciler.provider.codes import Classification, StatusOutcome, classify, classify_status
-from reconciler.provider.outcomes import cancel_decision, cancel_names_another, status_change, status_decision
+from reconciler.provider.outcomes import (
+    Decision,
+    cancel_decision,
+    cancel_names_another,
+    status_change,
+    status_decision,
+)
 from reconciler.provider.soap import Reply, StatusReply
 
 U = "71452784-AFC7-4BE5-8623-3BA1436D573B"
@@ -383,3 +390,135 @@ def test_a_status_reply_counts_trips_and_warns(
     if warned:
         assert d.warning is not None and d.warning.startswith("status 200 is not evidence: ")
         assert d.warning.endswith("; asking again later")
+
+
+def _reply_event(code: int | None, message: str, outcome: str, meaning: str) -> tuple[str, dict[str, object]]:
+    detail = {"op": "cancelarAsincrono", "code": code, "message": message, "outcome": outcome, "meaning": meaning}
+    return ("reply", detail)
+
+
+@pytest.mark.parametrize(
+    ("reply_", "expected"),
+    [
+        (
+            cancel(200, U.lower()),
+            Decision(
+                Change(
+                    U,
+                    Trigger.ACCEPTED,
+                    "submitter",
+                    {
+                        "code": 200,
+                        "message": U.lower(),
+                        "submitted_at": iso(NOW),
+                        "check_at": iso(NOW + timedelta(seconds=CHECK_AFTER_S)),
+                        "next_attempt_at": None,
+                    },
+                    [_reply_event(200, U.lower(), "accepted", classify(200).meaning)],
+                ),
+                "accepted",
+                proves=True,
+            ),
+        ),
+        (
+            cancel(1803, "no"),
+            Decision(
+                Change(
+                    U,
+                    Trigger.REFUSED,
+                    "submitter",
+                    {"code": 1803, "message": "no", "next_attempt_at": None},
+                    [_reply_event(1803, "no", "rejected", classify(1803).meaning)],
+                ),
+                "rejected",
+                proves=True,
+            ),
+        ),
+        (
+            cancel(604, "locked"),
+            Decision(
+                Change(
+                    U,
+                    Trigger.RETRY,
+                    "submitter",
+                    {"code": 604, "message": "locked", "next_attempt_at": iso(NOW)},
+                    [_reply_event(604, "locked", "account", classify(604).meaning)],
+                ),
+                "retried",
+                trip=classify(604).meaning,
+            ),
+        ),
+        (
+            cancel(500, "busy"),
+            Decision(
+                Change(
+                    U,
+                    Trigger.RETRY,
+                    "submitter",
+                    {"code": 500, "message": "busy", "next_attempt_at": iso(LATER)},
+                    [_reply_event(500, "busy", "transient", classify(500).meaning)],
+                ),
+                "retried",
+                proves=True,
+            ),
+        ),
+        (
+            cancel(9999, "y" * 300),
+            Decision(
+                Change(
+                    U,
+                    Trigger.RETRY,
+                    "submitter",
+                    {"code": 9999, "message": "y" * 300, "next_attempt_at": iso(LATER)},
+                    [_reply_event(9999, "y" * 300, "transient", classify(9999).meaning)],
+                ),
+                "retried",
+                proves=True,
+                warning=f"unknown provider code 9999 ({'y' * 200}); retrying later",
+            ),
+        ),
+        (
+            cancel(None, "timed out", codes.TIMEOUT),
+            Decision(
+                Change(
+                    U,
+                    Trigger.RETRY,
+                    "submitter",
+                    {"code": None, "message": "timed out", "next_attempt_at": iso(LATER)},
+                    [_reply_event(None, "timed out", "transient", codes.TIMEOUT.meaning)],
+                ),
+                "retried",
+            ),
+        ),
+    ],
+)
+def test_the_whole_decision_on_a_cancel_reply(reply_: Reply, expected: Decision) -> None:
+    assert cancel_decision(job(), reply_, NOW, LATER, CHECK_AFTER_S) == expected
+
+
+def test_the_whole_decision_on_a_200_naming_another_uuid() -> None:
+    why = f"cancelarAsincrono answered 200 naming another UUID: {OTHER!r}"
+    message = f"{OTHER}|02|"
+    assert cancel_decision(job(), cancel(200, message), NOW, LATER, CHECK_AFTER_S) == Decision(
+        Change(
+            U,
+            Trigger.RETRY,
+            "submitter",
+            {"code": 200, "message": message, "next_attempt_at": iso(LATER)},
+            [_reply_event(200, message, "transient", why), ("conflict", {"reason": why, "code": 200})],
+        ),
+        "retried",
+        warning=f"{why}; retrying later",
+    )
+    # another code naming another UUID is judged by its code alone
+    assert cancel_decision(job(), cancel(1803, message), NOW, LATER, CHECK_AFTER_S).change.trigger is Trigger.REFUSED
+
+
+def test_only_the_first_part_of_a_200s_mensaje_names_the_job() -> None:
+    assert cancel_names_another(U, f"{U}|02|{OTHER}") is None
+    assert cancel_names_another(U, f"{U}|{OTHER}|02") is None  # what follows the first "|" is not the UUID
+
+
+def test_an_account_code_on_the_status_call_trips_the_breaker_saying_so() -> None:
+    d = status_decision(job(), reply(None, 601), "chaser", NOW, LATER, 5)
+    assert d.trip == "account error on the status call"

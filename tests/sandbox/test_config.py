@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.config import load_settings
-from reconciler.sandbox.config import TESTING_PASSWORD, TESTING_USER, render_config, toml_value, write_config
+from reconciler.sandbox.config import TESTING_PASSWORD, TESTING_USER, render_config, table, toml_value, write_config
 
 
 @dataclass
@@ -93,3 +93,16 @@ def test_toml_values(value: object, text: str) -> None:
 def test_a_non_finite_number_is_refused() -> None:
     with pytest.raises(ValueError, match="not a finite number"):
         toml_value(float("inf"))
+
+
+def test_whole_tables_and_entries_of_arrays_of_tables_read_back(tmp_path: Path) -> None:
+    extra = "\n".join(
+        [
+            table("sat", {"enabled": True, "early_s": [0.5, 1, 2], "url": 'http://h/"q"', "gone": None}),
+            table("webhooks", {"url": "http://a/", "name": "a"}, array=True),
+            table("webhooks", {"url": "http://b/", "name": "b"}, array=True),
+        ]
+    )
+    data = tomllib.loads(extra)
+    assert data["sat"] == {"enabled": True, "early_s": [0.5, 1, 2], "url": 'http://h/"q"'}
+    assert data["webhooks"] == [{"url": "http://a/", "name": "a"}, {"url": "http://b/", "name": "b"}]

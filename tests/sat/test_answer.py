@@ -10,8 +10,10 @@ from reconciler.sat.answer import (
     CANCELADO_CON,
     CON_ACEPTACION,
     EN_PROCESO,
+    MAX_BYTES,
     NO_ENCONTRADO,
     VIGENTE,
+    Answer,
     parse,
 )
 
@@ -136,3 +138,82 @@ def test_never_raises_on_any_field_text(text: str) -> None:
     assert (a.estado is None) == (not clean.split())
     if " ".join(clean.split()).casefold() == "cancelado":
         assert a.cancelled
+
+
+def test_the_answer_as_recorded_in_a_sat_event() -> None:
+    assert parse(VIGENTE_EN_PROCESO).as_dict() == {
+        "codigo_estatus": "S - Comprobante obtenido satisfactoriamente.",
+        "estado": VIGENTE,
+        "es_cancelable": CON_ACEPTACION,
+        "estatus_cancelacion": EN_PROCESO,
+        "validacion_efos": "200",
+        "problem": None,
+    }
+    assert Answer(problem="HTTP 503").as_dict() == {
+        "codigo_estatus": None,
+        "estado": None,
+        "es_cancelable": None,
+        "estatus_cancelacion": None,
+        "validacion_efos": None,
+        "problem": "HTTP 503",
+    }
+
+
+FAULT = (
+    '<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault>'
+    "<faultcode>s:Server</faultcode><faultstring>{}</faultstring></s:Fault></s:Body></s:Envelope>"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("Servicio   no\n disponible", "SOAP fault: 'Servicio no disponible'"),
+        ("x" * 60, f"SOAP fault: '{'x' * 60}'"),
+        ("x" * 61, f"SOAP fault: '{'x' * 60}...'"),
+        ("", "SOAP fault: ''"),
+    ],
+)
+def test_a_fault_is_quoted_on_one_line_and_cut(text: str, problem: str) -> None:
+    assert parse(FAULT.format(text).encode()).problem == problem
+
+
+def test_an_answer_without_consultaresult_names_the_root() -> None:
+    assert parse(b"<html><body/></html>").problem == "no ConsultaResult in the answer (root 'html')"
+
+
+S_OK = "S - Comprobante obtenido satisfactoriamente."
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (None, "empty answer"),
+        (b" \r\n", "empty answer"),
+        (
+            b"<!DOCTYPE ConsultaResult><ConsultaResult><CodigoEstatus>S</CodigoEstatus></ConsultaResult>",
+            "the answer declares a DTD",
+        ),
+        (b"<ConsultaResult><Estado>Vigente</Estado></ConsultaResult>", "ConsultaResult has no CodigoEstatus"),
+        (b"<ConsultaResult><Estado><b>x</b></Estado></ConsultaResult>", "Estado holds elements, not text"),
+        (b"<r><ConsultaResult/><ConsultaResult/></r>", "2 ConsultaResult elements, not one"),
+    ],
+)
+def test_garbage_problems_word_for_word(data: bytes | None, problem: str) -> None:
+    assert parse(data) == Answer(problem=problem)
+
+
+def test_comments_inside_the_result_are_skipped() -> None:
+    data = f"<ConsultaResult><!-- c --><CodigoEstatus>{S_OK}</CodigoEstatus><?pi x?><Estado>Vigente</Estado></ConsultaResult>"
+    assert parse(data.encode()) == Answer(S_OK, VIGENTE)
+
+
+def test_an_estado_given_is_kept_whatever_the_code() -> None:
+    data = b"<ConsultaResult><CodigoEstatus>N - 601: x</CodigoEstatus><Estado>Vigente</Estado></ConsultaResult>"
+    assert parse(data) == Answer("N - 601: x", VIGENTE)
+
+
+def test_an_answer_of_exactly_the_limit_is_read() -> None:
+    padded = VIGENTE_EN_PROCESO + b" " * (MAX_BYTES - len(VIGENTE_EN_PROCESO))
+    assert len(padded) == MAX_BYTES and parse(padded).estado == VIGENTE
+    assert parse(padded + b" ") == Answer(problem=f"the answer is {MAX_BYTES + 1} bytes, more than {MAX_BYTES}")

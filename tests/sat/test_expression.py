@@ -99,3 +99,11 @@ def test_the_expression_parses_back_into_its_parts(amount: Decimal, re: str, rr:
     fields = {k: unescape(v.replace("\x00", "&amp;")) for k, _, v in pairs}
     assert list(fields) == ["id", "re", "rr", "tt", "fe"]
     assert fields == {"id": U, "re": re, "rr": rr, "tt": format_total(amount), "fe": sello[-8:]}
+
+
+@pytest.mark.parametrize(
+    ("total", "tt"),
+    [("1.0000005", "00000001.000001"), ("1.0000015", "00000001.000002"), ("0.0000004", "00000000.000000")],
+)
+def test_the_short_form_rounds_half_up_at_the_seventh_decimal(total: str, tt: str) -> None:
+    assert format_total_short(total) == tt.rjust(17, "0")

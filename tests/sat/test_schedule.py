@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -84,3 +85,49 @@ def test_preflight_not_found_waits_then_gives_up() -> None:
     assert preflight_due(T0, T0, c) == T0 + timedelta(seconds=600)
     assert preflight_due(T0, T0 + timedelta(seconds=3300), c) == T0 + timedelta(seconds=3600)
     assert preflight_due(T0, T0 + timedelta(seconds=3600), c) is None
+
+
+@pytest.mark.parametrize(
+    ("cadence", "points"),
+    [
+        # early asks within (0, horizon], then each phase stepped from the last point, ending on its edge
+        (
+            Cadence(
+                early_s=(150.0, 0.0, 0.5, 1.0, 50.0, 100.0, 151.0),
+                window_interval_s=30,
+                window_s=100,
+                margin_interval_s=40,
+                margin_s=60,
+                daily_s=100,
+                horizon_s=150,
+            ),
+            [0.5, 1.0, 50.0, 100.0, 150.0],
+        ),
+        (
+            Cadence(
+                early_s=(),
+                window_interval_s=30,
+                window_s=100,
+                margin_interval_s=40,
+                margin_s=60,
+                daily_s=100,
+                horizon_s=300,
+            ),
+            [30, 60, 90, 100, 140, 160, 260, 300],
+        ),
+        (
+            Cadence(
+                early_s=(),
+                window_interval_s=0.4,
+                window_s=1.0,
+                margin_interval_s=0.5,
+                margin_s=1,
+                daily_s=5,
+                horizon_s=2,
+            ),
+            [0.4, 0.8, 1.0, 1.5, 2.0],  # each phase starts from the previous one's edge
+        ),
+    ],
+)
+def test_offsets_of_small_cadences_point_by_point(cadence: Cadence, points: list[float]) -> None:
+    assert offsets(cadence) == points

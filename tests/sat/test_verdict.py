@@ -6,8 +6,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from reconciler.sat.answer import CANCELADO_SIN, CON_ACEPTACION, EN_PROCESO, NO_CANCELABLE, RECHAZADA, SIN_ACEPTACION
-from reconciler.sat.verdict import CRITICAL, WARN, SatFacts, View, judge
+from reconciler.jobs.states import State
+from reconciler.sat.answer import (
+    CANCELADO_SIN,
+    CON_ACEPTACION,
+    EN_PROCESO,
+    NO_CANCELABLE,
+    PLAZO_VENCIDO,
+    RECHAZADA,
+    SIN_ACEPTACION,
+)
+from reconciler.sat.verdict import CRITICAL, WARN, SatFacts, View, facts_of, judge
+from tests.sat.test_decide import job
 
 NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 PAST = "2026-01-09T00:00:00.000Z"
@@ -66,3 +76,61 @@ def test_the_receiver_view_says_until_when_and_the_levels() -> None:
 
 def test_an_unparsable_time_is_never_past() -> None:
     assert judge(f("ok", "Vigente", SIN_ACEPTACION, until="garbage", late="garbage"), NOW).view is View.ACCEPTED
+
+
+def test_the_facts_are_what_the_ledger_stores_on_the_job() -> None:
+    stored = job(
+        State.AWAITING,
+        sat_estado="Vigente",
+        sat_es_cancelable=CON_ACEPTACION,
+        sat_estatus_cancelacion=EN_PROCESO,
+        sat_checked_at="2026-01-05T10:00:00.000Z",
+        sat_until="2026-01-08T09:00:00.000Z",
+        sat_late_after="2026-01-10T09:00:00.000Z",
+    )
+    assert facts_of(stored) == SatFacts(
+        "awaiting",
+        "Vigente",
+        CON_ACEPTACION,
+        EN_PROCESO,
+        "2026-01-05T10:00:00.000Z",
+        "2026-01-08T09:00:00.000Z",
+        "2026-01-10T09:00:00.000Z",
+    )
+
+
+EXACTLY = "2026-01-10T12:00:00.000Z"  # NOW itself: the margin has just run out
+
+
+@pytest.mark.parametrize(
+    ("facts", "cell"),
+    [
+        (SatFacts("submitting"), "to send"),
+        (SatFacts("queued", None, None, None, AT), "to send"),  # asked, no Estado yet
+        (SatFacts("error"), "not asked"),
+        (f("queued", "Vigente", SIN_ACEPTACION), "to send (Vigente)"),
+        (f("submitting", checked=AT), "to send"),
+        (f("awaiting", "Vigente", SIN_ACEPTACION), "accepted"),
+        (f("ok", "Vigente", CON_ACEPTACION, PLAZO_VENCIDO), f"accepted ({PLAZO_VENCIDO})"),
+        (f("ok", "Cancelado", SIN_ACEPTACION, CANCELADO_SIN), f"cancelled ({CANCELADO_SIN})"),
+        (f("error", "Cancelado"), "cancelled"),
+        (
+            f("awaiting", "Vigente", CON_ACEPTACION, RECHAZADA),
+            "receiver rejected (invoice still valid; requeue after agreeing with the receiver)",
+        ),
+        (f("queued", "Vigente", NO_CANCELABLE), "not cancellable (the SAT says No cancelable)"),
+        (f("ok", "Vigente", SIN_ACEPTACION, late=PAST), f"contradiction (provider OK, SAT Vigente after {PAST})"),
+        (f("ok", "Vigente", SIN_ACEPTACION, late=EXACTLY), f"contradiction (provider OK, SAT Vigente after {EXACTLY})"),
+        (f("awaiting", "Vigente", CON_ACEPTACION, EN_PROCESO, late=PAST), f"late (still Vigente after {PAST})"),
+        (f("awaiting", "No Encontrado", late=PAST), f"late (still No Encontrado after {PAST})"),
+        (f("awaiting", "Suspendido", late=PAST), "unknown (Estado 'Suspendido')"),
+        (f("ok", "No Encontrado", late=PAST), "not found"),
+        (f("ok", "Vigente", CON_ACEPTACION, EN_PROCESO, late=None), f"receiver (until {FUTURE})"),
+        (f("awaiting", "Vigente", CON_ACEPTACION, EN_PROCESO, until=None), "receiver"),
+        (f("error", "Vigente", SIN_ACEPTACION), "valid (provider error)"),
+        (f("rejected", "Vigente", CON_ACEPTACION, EN_PROCESO), f"receiver (until {FUTURE})"),
+        (f("rejected", "Vigente", SIN_ACEPTACION, late=PAST), "valid (provider rejected)"),
+    ],
+)
+def test_each_view_with_its_detail_word_for_word(facts: SatFacts, cell: str) -> None:
+    assert judge(facts, NOW).cell() == cell
