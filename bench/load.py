@@ -56,6 +56,33 @@ SCHEDULE = {
 }
 
 
+def cpu_by_process(
+    daemon: subprocess.Popen[bytes], sim: subprocess.Popen[str], imap: Any, receiver: subprocess.Popen[str] | None
+) -> dict[str, float]:
+    """User+system CPU seconds of each part so far, children included (the daemon's outbox worker, Dovecot's
+    processes): where a cost lands on the shared cores."""
+
+    def total(pid: int | None, *, self_too: bool = True) -> float:
+        if pid is None:
+            return 0.0
+        try:
+            proc = psutil.Process(pid)
+            procs = ([proc] if self_too else []) + proc.children(recursive=True)
+            return sum(sum(p.cpu_times()[:2]) for p in procs)
+        except psutil.Error:
+            return 0.0
+
+    out = {"daemon": total(daemon.pid, self_too=True) - total(daemon.pid, self_too=False)}
+    worker = total(daemon.pid, self_too=False)
+    if worker:
+        out["outbox worker"] = worker
+    out["simulator"] = total(sim.pid)
+    out["imap server"] = total(getattr(getattr(imap, "_proc", None), "pid", None))
+    if receiver is not None:
+        out["receiver"] = total(receiver.pid)
+    return out
+
+
 def uuids(n: int, seed: int = 1) -> list[str]:
     import random
 
@@ -223,6 +250,8 @@ def main() -> None:
                 raise SystemExit(f"not done after {args.timeout_s:.0f}s: {dict(states)}")
             time.sleep(args.sample_s)  # the sampling period
         elapsed = time.perf_counter() - started
+        cpu_at_end = cpu_by_process(daemon, sim, imap, receiver)
+        worker_rss = [c.memory_info().rss / 2**20 for c in proc.children()]
         if receiver is not None:  # the last events are still on their way: give them a moment
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and _undelivered(ledger):
@@ -272,6 +301,12 @@ def main() -> None:
         }
         print(f"{args.jobs} jobs end to end in {elapsed:.0f}s: {figures['jobs_per_s']} jobs/s (latency {args.latency_ms:g} ms, max_concurrency {args.concurrency})")  # fmt: skip
         print(f"SOAP calls: {dict(calls)}; mismatches {mismatches}; accepted once each: {figures['accepted_once']}; integrity {integrity}; daemon exit {code}")  # fmt: skip
+        cpu_line = ", ".join(f"{k} {v:.1f}s" for k, v in cpu_at_end.items())
+        print(f"CPU seconds until the last job resolved: {cpu_line} (wall {elapsed:.0f}s on {os.cpu_count()} cores)")
+        figures["cpu_s"] = {k: round(v, 1) for k, v in cpu_at_end.items()}
+        if worker_rss:
+            figures["worker_rss_mb"] = round(worker_rss[0], 1)
+            print(f"outbox worker RSS at the end: {worker_rss[0]:.1f} MB")
         print(f"daemon RSS: start {figures['rss_start_mb']} MB, median {figures['rss_median_mb']} MB, peak {figures['rss_peak_mb']} MB")  # fmt: skip
         print(f"RSS first quarter {first_q:.1f} MB, last quarter {last_q:.1f} MB, slope {figures['rss_slope_mb_per_10k_jobs']} MB per 10k jobs: {'flat' if figures['flat'] else 'GROWING'}, {'under' if figures['under_150mb'] else 'OVER'} {LIMIT_MB:.0f} MB")  # fmt: skip
         if receiver is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from reconciler.redact import Redactor, one_line
 
@@ -53,10 +54,30 @@ class OneLineFilter(logging.Filter):
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class LogSetup:
+    """How :func:`setup` was last called: a child process (the outbox worker) logs the same way."""
+
+    level: str = "INFO"
+    journal: bool = False
+    secrets: tuple[str, ...] = ()
+    fmt: str = "text"
+
+
+_current = LogSetup()
+
+
+def current() -> LogSetup:
+    return _current
+
+
 def setup(level: str = "INFO", *, journal: bool = False, secrets: Iterable[str] = (), fmt: str = "text") -> None:
     """Configure the root logger: ``text`` or ``json``; under journald no timestamps, a priority prefix."""
     from reconciler.logformat import Formatter, SkippedRunFilter
 
+    global _current
+    secrets = tuple(secrets)
+    _current = LogSetup(level.upper(), journal, secrets, fmt)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(Formatter(fmt, journal=journal))
     handler.addFilter(SecretFilter(secrets))

@@ -54,16 +54,20 @@ def _dispatcher(settings: Settings, ledger: Ledger, metrics: Any) -> Dispatcher 
     return Dispatcher(settings, ledger, endpoints(settings), on_stats=on_stats)
 
 
-async def _deliver(dispatcher: Dispatcher, daemon: Daemon) -> None:
-    """The dispatcher's task: a ledger failure stops the daemon like a failed pass."""
-    try:
-        await dispatcher.run(daemon.stop)
+async def _deliver(settings: Settings, daemon: Daemon, metrics: Any) -> None:
+    """The outbox worker (a process of its own): its failure stops the daemon like a failed pass."""
+    from reconciler.daemon.delivery import run_worker
+
+    timeouts = [w.timeout_s for w in settings.webhooks] + [h.timeout_s for h in settings.hooks]
+    on_stats = metrics.delivery_counts if metrics is not None else None
+    try:  # an attempt in flight is bounded by its timeout; one cut short is sent again next start
+        await run_worker(settings, daemon.stop, grace_s=max(timeouts, default=0) + 5, on_stats=on_stats)
     except LedgerError as e:
         log.critical("outbox: %s; stopping", e)
         daemon.fatal = e
         daemon.stop.set()
     except Exception as e:
-        log.exception("outbox dispatcher failed; stopping")
+        log.exception("outbox worker failed; stopping")
         daemon.fatal = e
         daemon.stop.set()
 
@@ -138,13 +142,12 @@ async def _run_locked(settings: Settings, *, once: bool) -> Run:
                 await dispatcher.start()
                 await dispatcher.pass_once()
         else:
-            delivering = asyncio.create_task(_deliver(dispatcher, daemon)) if dispatcher is not None else None
+            # Delivery runs in a process of its own, so it never takes the loops' CPU; the
+            # dispatcher built above only proved the endpoints' secrets readable before READY.
+            delivering = asyncio.create_task(_deliver(settings, daemon, metrics)) if dispatcher is not None else None
             await daemon.run_forever()
             if delivering is not None:
-                try:  # an attempt in flight is bounded by its timeout; one cut short is sent again next start
-                    await asyncio.wait_for(delivering, settings.provider.timeout_s + 5)
-                except TimeoutError:
-                    log.warning("outbox deliveries still in flight at stop; they are sent again at the next start")
+                await delivering
         sdnotify.notify("STOPPING=1")
         if daemon.fatal is None:
             await daemon.heartbeat(stopped=not once, once=once)

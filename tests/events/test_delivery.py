@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ..conftest import run_cli
@@ -82,6 +83,22 @@ def assert_every_event_arrived_verified_and_in_order(stack: Stack, receiver: Rec
     for uuid, state in states.items():
         kinds = [t for _s, _i, t, u in rows if u == uuid]
         assert kinds[0] == "job.queued" and kinds[-1] == f"job.{state}", (uuid, kinds)
+
+
+def outbox_worker(daemon_pid: int) -> psutil.Process:
+    """The daemon's one child: the outbox worker, delivering in a process of its own."""
+    children: list[psutil.Process] = []
+    wait_until(lambda: bool(children.extend(psutil.Process(daemon_pid).children()) or children), 30, "the worker")
+    [worker] = children
+    assert "reconciler.events" in worker.cmdline()
+    return worker
+
+
+def gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def free_port() -> int:
@@ -234,10 +251,19 @@ def test_kill_9_mid_delivery_loses_nothing_and_duplicates_keep_their_id(tmp_path
         stack.queue(generated_uuids(16, seed=19))
         stack.start_daemon()
         wait_until(lambda: len(receiver.deliveries) >= 6, 90, "deliveries under way")
+        assert stack.daemon is not None
+        worker = outbox_worker(stack.daemon.pid)
         stack.stop_daemon(signal.SIGKILL)
+        # Orphaned by the kill, the worker sees EOF on its stdin and ends its attempts in flight.
+        wait_until(lambda: gone(worker), 30, "the orphaned outbox worker to exit")
         stack.start_daemon()
         wait_until(lambda: settled(stack), 120, "every event delivered after the restart")
+        assert stack.daemon is not None
+        worker = outbox_worker(stack.daemon.pid)
         assert stack.stop_daemon() == 0
+        assert gone(worker), "a clean stop waits for the outbox worker"
+        # ... which ended on its own when its stdin closed, not killed after the grace period.
+        assert "still in flight at stop" not in stack.log_text()
         assert_every_event_arrived_verified_and_in_order(stack, receiver)
         db = sqlite3.connect(stack.ledger)
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
