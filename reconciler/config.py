@@ -21,7 +21,15 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from reconciler.configfile import DEFAULT_LEDGER, ENV_PREFIX, SECRET_LIMIT, config_path, read_capped, read_toml
+from reconciler.configfile import (
+    DEFAULT_LEDGER,
+    ENV_PREFIX,
+    SECRET_LIMIT,
+    config_path,
+    read_capped,
+    read_toml,
+    unknown_environment,
+)
 from reconciler.errors import ConfigError
 from reconciler.events.settings import EventsSettings, HookSettings, WebhookSettings
 from reconciler.section import DAY, MIB, _Section
@@ -401,13 +409,11 @@ def _secret(value: SecretStr | None, file: Path | None, key: str, name: str) -> 
 def load_settings(explicit_config: str | os.PathLike[str] | None = None) -> Settings:
     """Read and validate the whole configuration once; raise ConfigError naming the bad key."""
     from reconciler.configerrors import describe
-    from reconciler.configsources import known_keys, unknown_env
     from reconciler.errors import EnvironmentConfigError
 
     path, required = config_path(explicit_config)
     data = read_toml(path, required)
-    for name in unknown_env(os.environ, known_keys(Settings)):
-        raise EnvironmentConfigError(f"{name}: unknown environment variable (no such setting)", name)
+    unknown_environment()
     try:
         return Settings(**data)
     except PydanticValidationError as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,87 @@ from reconciler.errors import ConfigError
 DEFAULT_CONFIG = Path("/etc/reconciler/config.toml")
 DEFAULT_LEDGER = Path("/var/lib/reconciler/ledger.sqlite3")
 ENV_PREFIX = "RECONCILER_"
+# Every dotted key and section of the settings model, for the read commands' check of
+# RECONCILER_* variables without importing pydantic (tests/test_config.py holds it equal to
+# configsources.known_keys(Settings), so a new setting cannot be forgotten here).
+KNOWN_KEYS = frozenset(
+    {
+        "display",
+        "display.timezone",
+        "events",
+        "events.poll_interval_s",
+        "events.retention_days",
+        "hooks",
+        "issuers",
+        "ledger",
+        "ledger.busy_timeout_s",
+        "ledger.path",
+        "mailbox",
+        "mailbox.auth",
+        "mailbox.batch_size",
+        "mailbox.ca_file",
+        "mailbox.folder",
+        "mailbox.host",
+        "mailbox.idle",
+        "mailbox.login_retry_max_s",
+        "mailbox.oauth2_token_command",
+        "mailbox.oauth2_token_file",
+        "mailbox.password",
+        "mailbox.password_file",
+        "mailbox.poll_interval_s",
+        "mailbox.port",
+        "mailbox.processed_folder",
+        "mailbox.security",
+        "mailbox.timeout_s",
+        "mailbox.trust",
+        "mailbox.trust.allowed_senders",
+        "mailbox.trust.authserv_id",
+        "mailbox.trust.confirm_with_status",
+        "mailbox.trust.verify_dkim",
+        "mailbox.username",
+        "metrics",
+        "metrics.listen",
+        "provider",
+        "provider.endpoint",
+        "provider.max_concurrency",
+        "provider.max_reply_bytes",
+        "provider.notify_email",
+        "provider.password",
+        "provider.password_file",
+        "provider.port",
+        "provider.timeout_s",
+        "provider.usuario",
+        "provider.wsdl",
+        "sat",
+        "sat.daily_s",
+        "sat.early_s",
+        "sat.enabled",
+        "sat.horizon_s",
+        "sat.interval_s",
+        "sat.margin_interval_s",
+        "sat.margin_s",
+        "sat.max_calls",
+        "sat.max_rps",
+        "sat.not_found_retry_s",
+        "sat.not_found_submit_after_s",
+        "sat.preflight",
+        "sat.retry_base_s",
+        "sat.retry_max_s",
+        "sat.timeout_s",
+        "sat.url",
+        "sat.window_interval_s",
+        "sat.window_s",
+        "schedule",
+        "schedule.chase_interval_s",
+        "schedule.delivery_horizon_s",
+        "schedule.retry_base_s",
+        "schedule.retry_max_s",
+        "schedule.stale_after_s",
+        "schedule.status_check_after_s",
+        "schedule.submit_interval_s",
+        "webhooks",
+    }
+)
 # Caps on the files settings name (see read_capped): far above any real one, far below harm.
 CONFIG_LIMIT = 1 << 20  # the config file
 SECRET_LIMIT = 64 << 10  # a password or token file, a systemd credential
@@ -92,8 +174,20 @@ def env_value(dotted: str) -> str | None:
     return None
 
 
+def unknown_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse a ``RECONCILER_*`` variable that names no setting (a typo would read the wrong ledger)."""
+    from reconciler.errors import EnvironmentConfigError
+
+    env = os.environ if environ is None else environ
+    wanted = {ENV_PREFIX + k.replace(".", "__").upper() for k in KNOWN_KEYS} | {ENV_PREFIX + "CONFIG"}
+    for name in sorted(env):
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in wanted:
+            raise EnvironmentConfigError(f"{name}: unknown environment variable (no such setting)", name)
+
+
 def ledger_path(explicit_config: str | os.PathLike[str] | None = None) -> Path:
     """``[ledger] path`` alone: environment, then the TOML file, then the default."""
+    unknown_environment()
     path, required = config_path(explicit_config)
     data = read_toml(path, required)
     env = env_value("ledger.path")

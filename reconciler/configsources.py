@@ -53,12 +53,6 @@ def env_source(dotted: str, environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def unknown_env(environ: Mapping[str, str], known: set[str]) -> list[str]:
-    """``RECONCILER_*`` variables naming no setting (``known``: the dotted keys and sections)."""
-    wanted = {env_name(k) for k in known} | {ENV_PREFIX + "CONFIG"}
-    return sorted(name for name in environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in wanted)
-
-
 def known_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     """Every dotted key and section of a settings model (issuers as one section: it is a list)."""
     out: set[str] = set()

@@ -46,13 +46,27 @@ def test_the_same_bad_value_in_the_file_names_the_file(cfg: Path) -> None:
     assert "environment" not in check.stdout
 
 
-def test_an_unknown_reconciler_variable_is_an_error(cfg: Path) -> None:
-    env = {"RECONCILER_CONFIG": str(cfg), "RECONCILER_PROVIDER__TIMEOUT": "5"}
-    done = run_cli("config", "show", env=env)
+@pytest.mark.parametrize(
+    ("command", "variable"),
+    [
+        (("config", "show"), "RECONCILER_PROVIDER__TIMEOUT"),
+        # the read commands' fast path (no pydantic) refuses it too: a typo would read the default ledger
+        (("status",), "RECONCILER_LEDGR__PATH"),
+    ],
+)
+def test_an_unknown_reconciler_variable_is_an_error(cfg: Path, command: tuple[str, ...], variable: str) -> None:
+    env = {"RECONCILER_CONFIG": str(cfg), variable: "5"}
+    done = run_cli(*command, env=env)
     assert done.returncode == 2
-    assert one_error_line(done.stderr) == (
-        "reconciler: RECONCILER_PROVIDER__TIMEOUT: unknown environment variable (no such setting)"
-    )
+    assert one_error_line(done.stderr) == f"reconciler: {variable}: unknown environment variable (no such setting)"
+
+
+def test_the_read_commands_know_every_setting() -> None:
+    from reconciler.config import Settings
+    from reconciler.configfile import KNOWN_KEYS
+    from reconciler.configsources import known_keys
+
+    assert known_keys(Settings) == KNOWN_KEYS
 
 
 @pytest.mark.parametrize("command", [("status",), ("config", "show"), ("run", "--once")])
