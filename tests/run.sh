@@ -28,4 +28,6 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy reconciler
-.venv/bin/python -m pytest "$@"
+# Two workers (pytest-xdist), work-stealing: most tests wait on servers and subprocesses, and the long ones
+# (kill -9 cycles, the fuzzers) would otherwise run one after another. A later `-n 0` in the arguments wins.
+.venv/bin/python -m pytest -n 2 --dist worksteal "$@"

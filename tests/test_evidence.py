@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.clock import parse_iso
+from reconciler.clock import parse_iso, utc_now
 from reconciler.jobs.states import State
 from reconciler.provider.acuse import sha256
 from reconciler.sandbox.acuses import AcuseControl
@@ -33,7 +33,17 @@ async def chase_until_200(rig: Rig, u: str) -> None:
     async def seen() -> bool:
         return await answered_200(rig, u)
 
-    await eventually(seen, 15, "the chaser to see the job", step=rig.daemon.chase_pass)
+    async def one_instant_pass() -> None:
+        # Each pass on a stopped clock: on the wall clock a slow reply (a loaded machine) outlasts the
+        # backoff and the same pass asks about the job again, so a test would see two 200s, not one.
+        now = utc_now()
+        rig.daemon.clock = lambda: now
+        try:
+            await rig.daemon.chase_pass()
+        finally:
+            rig.daemon.clock = utc_now
+
+    await eventually(seen, 15, "the chaser to see the job", step=one_instant_pass)
 
 
 async def submitted(factory: RigFactory, control: AcuseControl) -> tuple[Rig, str]:
@@ -161,6 +171,10 @@ async def test_a_cancel_200_naming_another_uuid_is_not_an_acceptance(
     rig.sandbox.service.cancel_mensaje(u, mensaje)
     await rig.add(u)
     env = await healthy(rig, tmp_path)
+    # The pass runs on a stopped clock: on the wall clock a slow reply (a loaded machine) outlasts the
+    # 0.05 s backoff and the same pass sends the job a second time, which is right but not this test.
+    stopped = utc_now()
+    rig.daemon.clock = lambda: stopped
     assert await rig.daemon.submit_pass() == 1
     job = await rig.ledger.get_job(u)
     assert (job.state, job.submitted_at, job.check_at) == (State.QUEUED, None, None)
@@ -173,6 +187,8 @@ async def test_a_cancel_200_naming_another_uuid_is_not_an_acceptance(
     assert code == 1 and "1 conflict" in line, line
 
     # The retry: the provider holds the transaction (701), which is an acceptance of this UUID.
+    rig.daemon.clock = utc_now
+
     async def awaiting() -> bool:
         return (await rig.ledger.get_job(u)).state == State.AWAITING
 
