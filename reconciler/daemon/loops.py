@@ -102,15 +102,26 @@ class Daemon:
         try:
             yield True
         except LedgerError as e:
-            log.critical("%s: %s; stopping", name, e)
-            self.fatal = e
-            self.stop.set()
+            self.fail(name, e)
         except Exception:
             log.exception("%s pass failed; it runs again at its next tick", name)
         finally:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
+
+    def fail(self, where: str, e: BaseException, *, trace: bool = False) -> None:
+        """Stop for good on ``e``: one CRITICAL line for the first failure (what stopped the daemon);
+        a second loop hitting the same cause (a full disk fails every writer at once) says so at ERROR."""
+        if self.fatal is not None:
+            log.error("%s: %s (already stopping)", where, e)
+        elif trace:
+            log.critical("%s failed; stopping", where, exc_info=e)
+        else:
+            log.critical("%s: %s; stopping", where, e)
+        if self.fatal is None:
+            self.fatal = e
+        self.stop.set()
 
     async def guarded(self, name: str, fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Run a registered pass as the built-in ones run: skipped when stopping, a ledger failure fatal."""
@@ -441,13 +452,9 @@ class Daemon:
         try:
             await self.watcher.watch(self.stop)
         except LedgerError as e:
-            log.critical("watcher: %s; stopping", e)
-            self.fatal = e
-            self.stop.set()
+            self.fail("watcher", e)
         except Exception as e:
-            log.exception("mailbox watcher failed; stopping")
-            self.fatal = e
-            self.stop.set()
+            self.fail("mailbox watcher", e, trace=True)
 
     def _watchdog_period(self) -> float:
         interval = sdnotify.watchdog_interval()

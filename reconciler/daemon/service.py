@@ -63,13 +63,9 @@ async def _deliver(settings: Settings, daemon: Daemon, metrics: Any) -> None:
     try:  # an attempt in flight is bounded by its timeout; one cut short is sent again next start
         await run_worker(settings, daemon.stop, grace_s=max(timeouts, default=0) + 5, on_stats=on_stats)
     except LedgerError as e:
-        log.critical("outbox: %s; stopping", e)
-        daemon.fatal = e
-        daemon.stop.set()
+        daemon.fail("outbox", e)
     except Exception as e:
-        log.exception("outbox worker failed; stopping")
-        daemon.fatal = e
-        daemon.stop.set()
+        daemon.fail("outbox worker", e, trace=True)
 
 
 def _sat_client(settings: Settings) -> Any:

@@ -235,3 +235,24 @@ async def test_after_resume_only_one_request_goes_out_until_one_succeeds(
     after = len([e for e in sandbox.record.entries() if e.code == 602])
     assert after == before + 1
     assert "breaker" in await rig.ledger.facts()
+
+
+def test_a_second_loop_failing_for_the_same_cause_is_not_a_second_critical(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """A full disk fails every writer at once: one CRITICAL line says what stopped the daemon."""
+    import logging
+
+    from reconciler.errors import LedgerError
+
+    settings = provider_settings(None, tmp_path)
+    daemon = Daemon(settings, None, None, None)  # type: ignore[arg-type]  # fail() touches neither
+    first, second = LedgerError("ledger x: database or disk is full"), LedgerError("ledger x: disk I/O error")
+    with caplog.at_level(logging.ERROR, logger="reconciler.daemon.loops"):
+        daemon.fail("submit", first)
+        daemon.fail("watcher", second)
+    assert daemon.fatal is first and daemon.stop.is_set()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("CRITICAL", "submit: ledger x: database or disk is full; stopping"),
+        ("ERROR", "watcher: ledger x: disk I/O error (already stopping)"),
+    ]
