@@ -165,9 +165,14 @@ def read_toml(path: Path, required: bool) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: invalid TOML: arrays or tables nested too deeply") from e
 
 
+def env_name(dotted: str) -> str:
+    """``mailbox.trust.verify_dkim`` -> ``RECONCILER_MAILBOX__TRUST__VERIFY_DKIM``."""
+    return ENV_PREFIX + dotted.replace(".", "__").upper()
+
+
 def env_value(dotted: str) -> str | None:
     """The environment override of a dotted key (``ledger.path`` -> ``RECONCILER_LEDGER__PATH``)."""
-    wanted = ENV_PREFIX + dotted.replace(".", "__").upper()
+    wanted = env_name(dotted)
     for name, value in os.environ.items():
         if name.upper() == wanted:
             return value
@@ -179,7 +184,7 @@ def unknown_environment(environ: Mapping[str, str] | None = None) -> None:
     from reconciler.errors import EnvironmentConfigError
 
     env = os.environ if environ is None else environ
-    wanted = {ENV_PREFIX + k.replace(".", "__").upper() for k in KNOWN_KEYS} | {ENV_PREFIX + "CONFIG"}
+    wanted = {env_name(k) for k in KNOWN_KEYS} | {ENV_PREFIX + "CONFIG"}
     for name in sorted(env):
         if name.upper().startswith(ENV_PREFIX) and name.upper() not in wanted:
             raise EnvironmentConfigError(f"{name}: unknown environment variable (no such setting)", name)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr
 
-from reconciler.configfile import ENV_PREFIX
+from reconciler.configfile import env_name
 
 Source = Literal["environment", "file", "credential", "default"]
 MASK = "***"
@@ -35,11 +35,6 @@ class Entry:
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "value": self.value, "source": self.source, "secret": self.secret}
-
-
-def env_name(dotted: str) -> str:
-    """``mailbox.trust.verify_dkim`` -> ``RECONCILER_MAILBOX__TRUST__VERIFY_DKIM``."""
-    return ENV_PREFIX + dotted.replace(".", "__").upper()
 
 
 def env_source(dotted: str, environ: Mapping[str, str]) -> str | None:
