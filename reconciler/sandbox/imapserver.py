@@ -312,10 +312,10 @@ def _run_dir(root: Path) -> Path:
     """``root/run``, or when that is too long for Dovecot's sockets a short directory under the system
     temporary directory that ``root/run`` links to (removed when this process exits)."""
     run = root / "run"
+    if run.is_symlink():  # linked by an earlier start over the same root
+        return run.resolve()
     if len(os.fsencode(run.resolve())) + _SOCKET_TAIL <= _SUN_PATH_MAX:
         return run
-    if run.is_symlink():
-        return run.resolve()
     short = Path(tempfile.mkdtemp(prefix="rcdv-"))
     short.chmod(0o755)
     atexit.register(shutil.rmtree, short, ignore_errors=True)
