@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from reconciler.sandbox import intended_outcome  # noqa: E402
 from reconciler.sandbox.config import write_config  # noqa: E402
-from reconciler.sandbox.imapserver import dovecot_available, start_dovecot, start_pymap  # noqa: E402
+from reconciler.sandbox.imapserver import ImapServer, dovecot_available, start_dovecot, start_pymap  # noqa: E402
 
 RFC = "AAA010101AAA"
 MAIL_USER, MAIL_PASSWORD = "facturas", "bench-mailbox-pass"
@@ -57,27 +57,30 @@ SCHEDULE = {
 
 
 def cpu_by_process(
-    daemon: subprocess.Popen[bytes], sim: subprocess.Popen[str], imap: Any, receiver: subprocess.Popen[str] | None
+    daemon: subprocess.Popen[bytes],
+    sim: subprocess.Popen[str],
+    imap: ImapServer,
+    receiver: subprocess.Popen[str] | None,
 ) -> dict[str, float]:
     """User+system CPU seconds of each part so far, children included (the daemon's outbox worker, Dovecot's
     processes): where a cost lands on the shared cores."""
 
-    def total(pid: int | None, *, self_too: bool = True) -> float:
+    def total(pid: int | None, *, children_only: bool = False) -> float:
         if pid is None:
             return 0.0
         try:
             proc = psutil.Process(pid)
-            procs = ([proc] if self_too else []) + proc.children(recursive=True)
+            procs = proc.children(recursive=True) if children_only else [proc, *proc.children(recursive=True)]
             return sum(sum(p.cpu_times()[:2]) for p in procs)
         except psutil.Error:
             return 0.0
 
-    out = {"daemon": total(daemon.pid, self_too=True) - total(daemon.pid, self_too=False)}
-    worker = total(daemon.pid, self_too=False)
+    worker = total(daemon.pid, children_only=True)
+    out = {"daemon": total(daemon.pid) - worker}
     if worker:
         out["outbox worker"] = worker
     out["simulator"] = total(sim.pid)
-    out["imap server"] = total(getattr(getattr(imap, "_proc", None), "pid", None))
+    out["imap server"] = total(imap.pid)
     if receiver is not None:
         out["receiver"] = total(receiver.pid)
     return out

@@ -141,6 +141,11 @@ class ImapServer:
         return self.root / f"{self.kind}.log"
 
     @property
+    def pid(self) -> int | None:
+        """The server's main process while it runs (its children share its process group)."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
